@@ -1,0 +1,49 @@
+# TRADEOS — make up (run the system), make test (run the suite), make install (only the venv).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+
+.PHONY: install install-test up test test-faults lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
+
+up: install
+	$(BIN)/tradeos up $(ARGS)
+
+lint: install-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy live analytics api flows
+
+test: install-test
+	bash tests/ensure_services.sh
+	$(MAKE) --no-print-directory lint
+	$(BIN)/python -m pytest -q -m "not faults" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m faults $(PYTEST_ARGS)
+
+test-faults: install-test
+	bash tests/ensure_services.sh
+	$(BIN)/python -m pytest -q -m faults $(PYTEST_ARGS)
+
+bench: install-test
+	bash tests/ensure_services.sh
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
