@@ -1,0 +1,306 @@
+"""The `tradeos` command line: `up` runs the whole system; `flows`, `status`, `halt`, ... are registered by their
+modules (api/cli_flows.py, api/cli_operator.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from live.settings import PROFILE_NAMES, Settings, SettingsError, load_settings
+
+log = logging.getLogger("tradeos")
+EXIT_BAD_CONFIG = 2
+
+
+class StartupError(Exception):
+    """A bad value stops start-up: one clear line naming the variable or flag, exit code 2."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tradeos", description="TRADEOS: an operating system for automated trading")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="live engine + REST/WS API + Metrics API + scheduled flows, in the foreground")
+    up.add_argument("--feed", choices=("sim", "replay"), default="sim")
+    up.add_argument("--data", type=Path, help="replay file (CSV or Parquet) for --feed replay")
+    up.add_argument("--speed", type=float, default=60.0, help="simulated seconds per wall second; 0 = max speed")
+    up.add_argument("--sim-days", type=float, default=None, help="sim feed stops after N simulated days")
+    up.add_argument("--seed", type=int, default=7)
+    up.add_argument("--symbols", type=str, default=None, help="comma-separated symbols")
+    up.add_argument("--api-port", type=int, default=None)
+    up.add_argument("--metrics-port", type=int, default=None)
+    up.add_argument("--host", type=str, default=None)
+    up.add_argument("--profile", type=str, default=None, choices=PROFILE_NAMES)
+    up.add_argument("--no-flows", action="store_true", help="do not serve the Prefect flows")
+    up.add_argument("--no-api", action="store_true", help="engine only (no HTTP servers)")
+    for module in ("api.cli_flows", "api.cli_operator"):
+        with contextlib.suppress(ImportError):
+            __import__(module, fromlist=["register"]).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `tradeos` console script."""
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(
+            api_port=getattr(args, "api_port", None),
+            metrics_port=getattr(args, "metrics_port", None),
+            host=getattr(args, "host", None),
+            profile=getattr(args, "profile", None),
+        )
+    except SettingsError as exc:
+        print(f"tradeos: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    if args.command == "up":
+        try:
+            return up(args, settings)
+        except StartupError as exc:
+            print(f"tradeos: {exc}", file=sys.stderr)
+            return EXIT_BAD_CONFIG
+    if args.command == "flows":
+        from api import cli_flows
+
+        return int(cli_flows.run(args, settings))
+    from api import cli_operator
+
+    return int(cli_operator.run(args, settings))
+
+
+def _configure_logging(settings: Settings) -> None:
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = [logging.StreamHandler(), logging.FileHandler(settings.logs_dir / "tradeos.log")]
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    for noisy in ("httpx", "uvicorn.access", "pgserver", "prefect"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _check_port_free(host: str, port: int, name: str) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise StartupError(f"{name}: port {port} on {host} is not available ({exc.strerror})") from None
+
+
+def _check_database(url: str) -> None:
+    import psycopg
+
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StartupError(f"TRADEOS_DATABASE_URL: cannot connect to PostgreSQL ({first})") from None
+
+
+def _check_redis(url: str) -> None:
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+        client.ping()
+        client.close()
+    except (redis.RedisError, ValueError) as exc:
+        raise StartupError(f"TRADEOS_REDIS_URL: cannot connect to Redis ({exc})") from None
+
+
+def make_feed(args: argparse.Namespace) -> Any:
+    """The feed the flags ask for; a bad replay file stops start-up with its line and reason."""
+    from live.feeds.base import FeedError
+
+    symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip()) if args.symbols else None
+    if args.feed == "replay":
+        from live.feeds.replay import ReplayFeed
+
+        if args.data is None:
+            raise StartupError("--data: --feed replay needs a CSV or Parquet file")
+        try:
+            return ReplayFeed.from_path(args.data, symbols=symbols)
+        except (FeedError, OSError) as exc:
+            raise StartupError(f"--data: {exc}") from None
+    from live.feeds.sim import DEFAULT_SYMBOLS, SimFeed
+
+    if args.sim_days is not None and args.sim_days <= 0:
+        raise StartupError("--sim-days: must be positive")
+    return SimFeed(symbols=symbols or DEFAULT_SYMBOLS, seed=args.seed, sim_days=args.sim_days)
+
+
+@contextlib.contextmanager
+def _stores(settings: Settings) -> Iterator[tuple[str, str]]:
+    """Resolved (database_url, redis_url): the configured servers, or embedded ones started (and stopped) here."""
+    from live.stores.embedded import EmbeddedError, start_embedded
+
+    if settings.database_url:
+        _check_database(settings.database_url)
+    if settings.redis_url:
+        _check_redis(settings.redis_url)
+    try:
+        servers, pg_url, redis_url = start_embedded(
+            home=settings.home_dir, need_postgres=not settings.database_url, need_redis=not settings.redis_url
+        )
+    except EmbeddedError as exc:
+        raise StartupError(f"TRADEOS_HOME: {exc}") from None
+    try:
+        yield settings.database_url or pg_url, settings.redis_url or redis_url
+    finally:
+        servers.stop()
+
+
+def up(args: argparse.Namespace, settings: Settings) -> int:
+    """`tradeos up`: everything in the foreground until SIGINT/SIGTERM, then an orderly stop."""
+    if args.speed < 0:
+        raise StartupError("--speed: must be >= 0")
+    if not args.no_api:
+        _check_port_free(settings.host, settings.api_port, "TRADEOS_API_PORT/--api-port")
+        _check_port_free(settings.host, settings.metrics_port, "TRADEOS_METRICS_PORT/--metrics-port")
+    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    feed = make_feed(args)
+    _configure_logging(settings)
+    from live.runner import EngineRunner, RunnerOptions
+
+    with _stores(settings) as (database_url, redis_url):
+        resolved = settings.model_copy(update={"database_url": database_url, "redis_url": redis_url})
+        runner = EngineRunner(
+            settings=resolved,
+            feed=feed,
+            database_url=database_url,
+            redis_url=redis_url,
+            options=RunnerOptions(speed=args.speed),
+            classifier_loader=_classifier_loader(),
+        )
+        stop = threading.Event()
+        engine_thread = threading.Thread(
+            target=_run_engine, args=(runner, stop), name="tradeos-engine", daemon=True
+        )
+        flows = None if args.no_flows else _start_flows(resolved)
+        engine_thread.start()
+        log.info("TRADEOS up at %s: feed %s, speed %s", datetime.now(UTC).isoformat(), args.feed, args.speed)
+        try:
+            if args.no_api:
+                _wait_for_signal(stop)
+            else:
+                asyncio.run(_serve_apis(resolved, stop))
+        finally:
+            stop.set()
+            engine_thread.join(timeout=30)
+            if flows is not None:
+                flows.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    flows.wait(15)
+                if flows.poll() is None:
+                    flows.kill()
+            log.info("TRADEOS stopped: %d bars processed", runner.bars_processed)
+    return 0
+
+
+def _run_engine(runner: Any, stop: threading.Event) -> None:
+    """The engine thread: a crash is logged and stops the whole service rather than leaving the APIs up alone."""
+    try:
+        runner.run(stop)
+    except Exception:
+        log.exception("the engine stopped on an error; shutting down")
+    finally:
+        stop.set()
+
+
+def _classifier_loader() -> Any:
+    try:
+        from analytics.regime_model import load_promoted_classifier
+    except ImportError:
+        return None
+    return load_promoted_classifier
+
+
+def _start_flows(settings: Settings) -> subprocess.Popen[bytes] | None:
+    """Serves the Prefect deployments on their schedules in a child process (Prefect wants its own main thread)."""
+    env = dict(os.environ)
+    env.update(
+        TRADEOS_DATABASE_URL=settings.database_url or "",
+        TRADEOS_REDIS_URL=settings.redis_url or "",
+        TRADEOS_HOME=str(settings.home_dir),
+    )
+    log_file = open(settings.logs_dir / "flows.log", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "flows.serve"], env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
+    except OSError as exc:
+        log.error("could not start the flows: %s", exc)
+        return None
+    finally:
+        log_file.close()
+
+
+def _wait_for_signal(stop: threading.Event) -> None:
+    def handler(signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    while not stop.is_set():
+        stop.wait(0.5)
+
+
+async def _serve_apis(settings: Settings, stop: threading.Event) -> None:
+    import uvicorn
+
+    from api.metrics import create_app as create_metrics_app
+    from api.operator import create_app as create_operator_app
+
+    class _Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:  # we handle signals for both servers
+            yield
+
+    servers = [
+        _Server(
+            uvicorn.Config(
+                app, host=settings.host, port=port, log_level="warning", access_log=False, lifespan="on"
+            )
+        )
+        for app, port in (
+            (create_operator_app(settings), settings.api_port),
+            (create_metrics_app(settings), settings.metrics_port),
+        )
+    ]
+    loop = asyncio.get_running_loop()
+
+    def shutdown() -> None:
+        stop.set()
+        for server in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, shutdown)
+
+    async def watch_engine() -> None:
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+        shutdown()
+
+    log.info("operator API on http://%s:%d, metrics API on http://%s:%d", settings.host, settings.api_port,
+             settings.host, settings.metrics_port)
+    await asyncio.gather(*(server.serve() for server in servers), watch_engine())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

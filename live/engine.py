@@ -1,0 +1,464 @@
+"""The trading core: one cross-section of bars in, every resulting event out. Pure: no I/O, no wall clock.
+
+Per cross-section (one timestamp): orders decided on the previous bar fill at this bar's open; the book is marked
+at the close; breakers are checked; signals and the regime update; new orders are decided, checked and submitted.
+The runner (live/runner.py) feeds it, persists its outbox and moves commands in from operators.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from live.domain import (
+    Bar,
+    ControlAction,
+    EquitySnapshot,
+    Fill,
+    Order,
+    OrderStatus,
+    RegimeChange,
+    RiskEvent,
+    Side,
+    Signal,
+    TradingState,
+)
+from live.execution.paper import PaperBroker
+from live.portfolio import Portfolio, to_decimal
+from live.profiles import Profile
+from live.regime import DEFAULT_REGIME, RegimeClassifier, RegimeTracker, RuleBasedClassifier
+from live.risk import breakers
+from live.risk.checks import (
+    DRAWDOWN_LIMIT_EXCEEDED,
+    POLICY_REJECTIONS,
+    TRADING_HALTED,
+    OrderCheck,
+    pre_trade_check,
+)
+from live.signals import make_signal_models
+
+# A symbol whose entry was refused for drawdown is not retried for this long (keeps the record readable).
+_DRAWDOWN_RETRY = timedelta(minutes=15)
+
+SignalRow = tuple[datetime, str, str, float, int, str, bool]
+Gate = Callable[[], str | None]
+
+
+def _no_gate() -> str | None:
+    return None
+
+
+@dataclass(slots=True)
+class Outbox:
+    """Everything the engine produced since the runner last took it, in order."""
+
+    bars: list[Bar] = field(default_factory=list)
+    signal_rows: list[SignalRow] = field(default_factory=list)
+    actionable_signals: list[Signal] = field(default_factory=list)
+    orders: list[Order] = field(default_factory=list)
+    order_updates: list[tuple[str, OrderStatus]] = field(default_factory=list)
+    fills: list[Fill] = field(default_factory=list)
+    risk_events: list[RiskEvent] = field(default_factory=list)
+    regime_changes: list[RegimeChange] = field(default_factory=list)
+    equity: list[EquitySnapshot] = field(default_factory=list)
+    control_actions: list[ControlAction] = field(default_factory=list)
+    latencies_us: dict[str, float] = field(default_factory=dict)
+    last_bar_ts: datetime | None = None
+
+    def is_empty(self) -> bool:
+        return not (
+            self.bars
+            or self.orders
+            or self.order_updates
+            or self.fills
+            or self.risk_events
+            or self.regime_changes
+            or self.control_actions
+        )
+
+
+class Engine:
+    """One book, one clock (the bars' timestamps)."""
+
+    def __init__(
+        self,
+        *,
+        symbols: Sequence[str],
+        profile: Profile,
+        initial_cash: Decimal,
+        commission_bps: Decimal,
+        slippage_bps: Decimal,
+        classifier: RegimeClassifier | None = None,
+        confirm_bars: int = 30,
+    ) -> None:
+        self.symbols = tuple(symbols)
+        self.profile = profile
+        self.portfolio = Portfolio(initial_cash=initial_cash)
+        self.broker = PaperBroker(commission_bps=commission_bps, slippage_bps=slippage_bps)
+        self.models = make_signal_models(self.symbols)
+        self.regime = RegimeTracker(classifier or RuleBasedClassifier(), confirm_bars=confirm_bars)
+        self.state = TradingState.ACTIVE
+        self.state_reason = ""
+        self.state_actor = "startup"
+        self.state_since: datetime | None = None
+        self.last_timestamp: datetime | None = None
+        self.last_close: dict[str, Decimal] = {}
+        self.previous_close: dict[str, Decimal] = {}
+        self.opening_signal: dict[str, str] = {}
+        self.outbox = Outbox()
+        self._submitted: deque[datetime] = deque()
+        self._rejections = breakers.RejectStorm()
+        self._drawdown_refused: dict[str, datetime] = {}
+
+    @property
+    def current_regime(self) -> str:
+        return self.regime.current or DEFAULT_REGIME
+
+    def take_outbox(self) -> Outbox:
+        """Hands the accumulated events to the runner and starts a new outbox."""
+        outbox, self.outbox = self.outbox, Outbox()
+        return outbox
+
+    # -- operator and breaker state -------------------------------------------------------------------
+
+    def set_state(
+        self,
+        state: TradingState,
+        *,
+        actor: str,
+        reason: str = "",
+        now: datetime | None = None,
+        record: bool = True,
+    ) -> bool:
+        """Moves to `state` (idempotent); returns whether it changed. The change is recorded as a control action
+        unless the caller recorded it already (`record=False`: the API writes operators' actions itself)."""
+        if state is self.state:
+            return False
+        self.state = state
+        self.state_actor = actor
+        self.state_reason = reason
+        self.state_since = now or self.last_timestamp
+        if state is TradingState.ACTIVE:
+            self._rejections.clear()
+        if not record:
+            return True
+        action = {"active": "resume", "halted": "halt", "reduce_only": "reduce"}[state.value]
+        self.outbox.control_actions.append(
+            ControlAction(
+                timestamp=now or self.last_timestamp or datetime.now(UTC),
+                action=action,
+                actor=actor,
+                reason=reason,
+            )
+        )
+        return True
+
+    def restore_state(self, state: TradingState, *, actor: str, reason: str, since: datetime | None) -> None:
+        """Sets the state found in the record at start-up, without recording it again."""
+        self.state, self.state_actor, self.state_reason, self.state_since = state, actor, reason, since
+
+    def set_profile(self, profile: Profile) -> None:
+        """Applies to the next decision."""
+        self.profile = profile
+
+    def set_classifier(self, classifier: RegimeClassifier) -> None:
+        self.regime.set_classifier(classifier)
+
+    def flatten(self) -> list[Order]:
+        """Closing market orders for every open position, submitted even while halted (they fill on the next bar)."""
+        if self.last_timestamp is None:
+            return []
+        orders = []
+        for symbol, position in sorted(self.portfolio.positions.items()):
+            if position.quantity == 0 or self.broker.has_pending(symbol):
+                continue
+            order = Order(
+                id=f"{self.last_timestamp:%Y%m%dT%H%M%S}-{symbol}-flatten",
+                timestamp=self.last_timestamp,
+                symbol=symbol,
+                side=Side.SELL if position.quantity > 0 else Side.BUY,
+                quantity=abs(position.quantity),
+                signal_type=self.opening_signal.get(symbol, "manual"),
+                reduces_position=True,
+                reason="flatten",
+            )
+            if self.broker.submit(order):
+                self.outbox.orders.append(order)
+                orders.append(order)
+        return orders
+
+    # -- the loop -------------------------------------------------------------------------------------
+
+    def warm_up(self, bars: Sequence[Bar]) -> None:
+        """Advances signals, regime and marks over a bar already processed before a restart; trades nothing."""
+        timestamp = bars[0].timestamp
+        for bar in bars:
+            for model in self.models[bar.symbol].values():
+                model.update(bar)
+            self._mark(bar)
+        self.regime.update(timestamp, bars)
+        self.last_timestamp = timestamp
+
+    def step(self, bars: Sequence[Bar], *, gate: Gate = _no_gate) -> None:
+        """Processes one cross-section. `gate` is asked once, right before the first order is submitted:
+        it returns a rejection reason (kill switch set or unreachable) or None."""
+        started = time.perf_counter_ns()
+        timestamp = bars[0].timestamp
+        book = self.portfolio
+        book.roll_day(timestamp)
+        self.last_timestamp = timestamp
+        out = self.outbox
+        out.bars.extend(bars)
+        out.last_bar_ts = timestamp
+
+        for bar in bars:
+            for order in self.broker.take_fillable(bar):
+                self._fill(order, bar)
+        for bar in bars:
+            self._mark(bar)
+        value = book.update_high_water_mark()
+        out.equity.append(EquitySnapshot(timestamp=timestamp, total_value=value, cash=book.cash))
+        drawdown = book.drawdown()
+        if self.state is not TradingState.HALTED:
+            tripped = breakers.check_book(
+                value=value, start_of_day_value=book.start_of_day_value, drawdown=drawdown, profile=self.profile
+            )
+            if tripped:
+                self._trip(timestamp, *tripped)
+
+        change = self.regime.update(timestamp, bars)
+        if change is not None:
+            out.regime_changes.append(change)
+        regime = self.current_regime
+        weights = self.profile.weights_for(regime)
+        threshold = self.profile.signal_threshold
+        composites: dict[str, tuple[float, str]] = {}
+        for bar in bars:
+            numerator = 0.0
+            denominator = 0.0
+            lead_type = ""
+            lead = 0.0
+            for signal_type, model in self.models[bar.symbol].items():
+                strength = model.update(bar)
+                if strength is None:
+                    continue
+                weight = weights[signal_type]
+                actionable = weight > 0 and abs(strength) >= threshold
+                out.signal_rows.append(
+                    (timestamp, bar.symbol, signal_type, strength, model.horizon_bars, regime, actionable)
+                )
+                if actionable:
+                    out.actionable_signals.append(
+                        Signal(
+                            timestamp=timestamp,
+                            symbol=bar.symbol,
+                            signal_type=signal_type,
+                            strength=strength,
+                            horizon_bars=model.horizon_bars,
+                            regime=regime,
+                        )
+                    )
+                if weight > 0:
+                    numerator += weight * strength
+                    denominator += weight
+                    if abs(weight * strength) > lead:
+                        lead, lead_type = abs(weight * strength), signal_type
+            if denominator > 0:
+                composites[bar.symbol] = (numerator / denominator, lead_type)
+
+        if self.state is TradingState.HALTED:
+            return
+        proposals = self._decide(timestamp, composites, value)
+        if proposals:
+            self._submit(timestamp, proposals, value, drawdown, gate, started)
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _mark(self, bar: Bar) -> None:
+        price = to_decimal(bar.close)
+        previous = self.last_close.get(bar.symbol)
+        if previous is not None:
+            self.previous_close[bar.symbol] = previous
+        self.last_close[bar.symbol] = price
+        self.portfolio.mark(bar.symbol, price)
+
+    def _fill(self, order: Order, bar: Bar) -> None:
+        price = self.broker.fill_price(bar, order.side)
+        fee = self.broker.fee(order.quantity, price)
+        fill = self.portfolio.apply_fill(
+            fill_id=f"{order.id}-F",
+            order_id=order.id,
+            timestamp=bar.timestamp,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=order.quantity,
+            price=price,
+            fee=fee,
+            signal_type=order.signal_type,
+        )
+        self.outbox.fills.append(fill)
+        self.outbox.order_updates.append((order.id, OrderStatus.FILLED))
+        if self.portfolio.quantity(order.symbol) == 0:
+            self.opening_signal.pop(order.symbol, None)
+        elif not order.reduces_position:
+            self.opening_signal[order.symbol] = order.signal_type
+
+    def _decide(
+        self, timestamp: datetime, composites: dict[str, tuple[float, str]], equity: Decimal
+    ) -> list[Order]:
+        """Entries when the regime-weighted composite clears the profile's threshold; exits when it fades.
+        A position is never reversed in one order: it is closed first, and may reopen on a later bar."""
+        profile = self.profile
+        orders = []
+        stamp = f"{timestamp:%Y%m%dT%H%M%S}"
+        for symbol, (composite, lead_type) in composites.items():
+            if self.broker.has_pending(symbol):
+                continue
+            quantity = self.portfolio.quantity(symbol)
+            if quantity != 0:
+                direction = 1 if quantity > 0 else -1
+                if composite * direction < profile.exit_threshold:
+                    orders.append(
+                        Order(
+                            id=f"{stamp}-{symbol}-close",
+                            timestamp=timestamp,
+                            symbol=symbol,
+                            side=Side.SELL if quantity > 0 else Side.BUY,
+                            quantity=abs(quantity),
+                            signal_type=self.opening_signal.get(symbol, lead_type),
+                            reduces_position=True,
+                        )
+                    )
+                continue
+            if abs(composite) < profile.signal_threshold or self.state is TradingState.REDUCE_ONLY:
+                continue
+            refused_at = self._drawdown_refused.get(symbol)
+            if refused_at is not None and timestamp - refused_at < _DRAWDOWN_RETRY:
+                continue
+            price = self.last_close[symbol]
+            size = int(profile.max_position_fraction * equity / price)
+            if size <= 0:
+                continue
+            orders.append(
+                Order(
+                    id=f"{stamp}-{symbol}-open",
+                    timestamp=timestamp,
+                    symbol=symbol,
+                    side=Side.BUY if composite > 0 else Side.SELL,
+                    quantity=size,
+                    signal_type=lead_type,
+                    reduces_position=False,
+                )
+            )
+        return orders
+
+    def _submit(
+        self,
+        timestamp: datetime,
+        proposals: list[Order],
+        equity: Decimal,
+        drawdown: Decimal,
+        gate: Gate,
+        started_ns: int,
+    ) -> None:
+        book = self.portfolio
+        gross = book.gross_exposure()
+        horizon = timestamp - timedelta(minutes=1)
+        while self._submitted and self._submitted[0] <= horizon:
+            self._submitted.popleft()
+        gate_verdict: str | None = None
+        gate_asked = False
+        for order in proposals:
+            signed = order.quantity if order.side is Side.BUY else -order.quantity
+            reason = pre_trade_check(
+                OrderCheck(
+                    signed_quantity=signed,
+                    reduces_position=order.reduces_position,
+                    price=self.last_close[order.symbol],
+                    previous_price=self.previous_close.get(order.symbol),
+                    position_quantity=book.quantity(order.symbol),
+                    equity=equity,
+                    gross_exposure=gross,
+                    drawdown=drawdown,
+                    trading_state=self.state,
+                    orders_last_minute=len(self._submitted),
+                ),
+                self.profile,
+            )
+            if reason is None:
+                if not gate_asked:
+                    gate_verdict, gate_asked = gate(), True
+                    if gate_verdict == TRADING_HALTED:
+                        self.set_state(
+                            TradingState.HALTED, actor="kill_switch", reason="tradeos:kill_switch is set"
+                        )
+                reason = gate_verdict
+            if reason is not None:
+                self._reject(order, reason)
+                continue
+            if self.broker.submit(order):
+                self.outbox.orders.append(order)
+                self.outbox.latencies_us[order.id] = (time.perf_counter_ns() - started_ns) / 1000
+                self._submitted.append(timestamp)
+                if not order.reduces_position:
+                    gross += order.quantity * self.last_close[order.symbol]
+
+    def _reject(self, order: Order, reason: str) -> None:
+        timestamp = order.timestamp
+        rejected = Order(
+            id=order.id,
+            timestamp=timestamp,
+            symbol=order.symbol,
+            side=order.side,
+            quantity=order.quantity,
+            signal_type=order.signal_type,
+            reduces_position=order.reduces_position,
+            status=OrderStatus.REJECTED,
+            reason=reason,
+        )
+        self.outbox.orders.append(rejected)
+        self.outbox.risk_events.append(
+            RiskEvent(
+                timestamp=timestamp,
+                code=reason,
+                detail=f"{order.side} {order.quantity} {order.symbol} rejected: {reason}",
+                symbol=order.symbol,
+            )
+        )
+        if reason == DRAWDOWN_LIMIT_EXCEEDED:
+            self._drawdown_refused[order.symbol] = timestamp
+        if reason in POLICY_REJECTIONS:
+            return
+        self._rejections.record(timestamp)
+        count = self._rejections.count(timestamp)
+        if count >= self.profile.reject_storm_count and self.state is not TradingState.HALTED:
+            self._trip(timestamp, breakers.REJECT_STORM, f"{count} rejections within a minute")
+
+    def _trip(self, timestamp: datetime, code: str, detail: str) -> None:
+        self.outbox.risk_events.append(
+            RiskEvent(timestamp=timestamp, code=code, detail=detail, halts_trading=True)
+        )
+        self.set_state(TradingState.HALTED, actor=f"circuit_breaker:{code}", reason=detail, now=timestamp)
+
+    def restore_book(self, *, fills: Sequence[Fill], high_water_mark: Decimal) -> None:
+        """Rebuilds the book from recorded fills (crash recovery); the last day's P&L is recomputed."""
+        self.portfolio = Portfolio.from_fills(initial_cash=self.portfolio.initial_cash, fills=fills)
+        self.portfolio.high_water_mark = max(high_water_mark, self.portfolio.initial_cash)
+        self.opening_signal = _opening_signals(fills)
+
+
+def _opening_signals(fills: Iterable[Fill]) -> dict[str, str]:
+    """For each open position, the signal type of the fill that opened it."""
+    quantity: dict[str, int] = {}
+    opener: dict[str, str] = {}
+    for fill in fills:
+        before = quantity.get(fill.symbol, 0)
+        after = before + (fill.quantity if fill.side is Side.BUY else -fill.quantity)
+        if before == 0 and after != 0:
+            opener[fill.symbol] = fill.signal_type
+        quantity[fill.symbol] = after
+    return {s: opener[s] for s, q in quantity.items() if q != 0 and s in opener}

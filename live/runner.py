@@ -1,0 +1,568 @@
+"""The engine's I/O shell: paces the feed, holds the lease, persists the outbox, talks to operators via Redis.
+
+Two threads: the engine thread (feed → Engine.step → PostgreSQL → Redis) and the control thread (commands, the
+kill-switch poll, heartbeats, lease renewal, model hot-loading). A lock around each engine step makes a command
+take effect between two steps, so a halt acknowledged to the API is in force for every later order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import redis
+
+from live.domain import RiskEvent, TradingState
+from live.engine import Engine, Outbox
+from live.feeds.base import Feed
+from live.profiles import get_profile
+from live.regime import RegimeClassifier
+from live.risk import breakers
+from live.risk.checks import KILL_SWITCH_UNREACHABLE, TRADING_HALTED
+from live.settings import Settings
+from live.stores import redis_keys as keys
+from live.stores.postgres import FencedError, PostgresStore, apply_migrations
+from live.stores.redis_store import RedisStore, envelope, iso
+from live.wire import fill_json, regime_change_json, risk_event_json, signal_json
+
+log = logging.getLogger("tradeos.engine")
+
+LEASE_LOST = "LEASE_LOST"
+_FLUSH_SECONDS = 0.25
+_FLUSH_BARS = 20_000
+_SNAPSHOT_SECONDS = 0.25
+_MAX_SIGNALS_PUBLISHED = 50  # per flush: the WebSocket wants the latest actionable ones, not a firehose
+
+
+@dataclass
+class RunnerOptions:
+    speed: float = 60.0  # simulated seconds per wall-clock second; 0 = as fast as possible
+    holder: str = ""
+
+
+class EngineRunner:
+    """Runs one engine against PostgreSQL and Redis until `stop` is set."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        feed: Feed,
+        database_url: str,
+        redis_url: str,
+        options: RunnerOptions | None = None,
+        classifier_loader: Callable[[Path], RegimeClassifier | None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.feed = feed
+        self.database_url = database_url
+        self.redis_url = redis_url
+        self.options = options or RunnerOptions()
+        self.holder = self.options.holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.classifier_loader = classifier_loader
+        self.lock = threading.Lock()
+        self.engine: Engine | None = None
+        self.token: int | None = None
+        self.stop_event = threading.Event()
+        self.feed_done = threading.Event()
+        self.ready = threading.Event()
+        self.lease_lost = threading.Event()
+        self.redis_down = False
+        self.postgres_down = False
+        self.last_loop_wall = time.monotonic()
+        self.waiting_for_feed_since: float | None = None
+        self.pending_publish: list[str] = []
+        self.bars_processed = 0
+        self._last_snapshot = 0.0
+        self._written_state: tuple[str, str] | None = None
+        self._model_stamp: float | None = None
+        self._pg: PostgresStore | None = None
+        self._redis: RedisStore | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Blocks until stopped. Waits (standby) while another engine holds the lease."""
+        if stop is not None:
+            self.stop_event = stop
+        pg = PostgresStore(self.database_url)
+        apply_migrations(pg.conn)
+        self._pg = pg
+        self._redis = RedisStore(self.redis_url)
+        try:
+            if not self._acquire_lease(pg):
+                return
+            self._recover(pg)
+            control = threading.Thread(target=self._control_loop, name="tradeos-control", daemon=True)
+            control.start()
+            self.ready.set()
+            try:
+                self._engine_loop(pg)
+            finally:
+                self.stop_event.set()
+                control.join(timeout=5)
+                self._final_flush(pg)
+                if self.token is not None and not self.lease_lost.is_set():
+                    try:
+                        pg.release_lease(holder=self.holder, token=self.token)
+                    except psycopg.Error:
+                        log.warning("could not release the lease (it expires by itself)")
+        finally:
+            self._redis.close()
+            pg.close()
+
+    def _acquire_lease(self, pg: PostgresStore) -> bool:
+        announced = False
+        while not self.stop_event.is_set():
+            token = pg.acquire_lease(holder=self.holder, ttl_seconds=self.settings.lease_ttl_seconds)
+            if token is not None:
+                self.token = token
+                log.info("engine %s holds the book (fencing token %s)", self.holder, token)
+                return True
+            if not announced:
+                current = pg.lease_holder()
+                log.warning(
+                    "another engine (%s) holds the book until %s; this one stands by and will not trade",
+                    current[0] if current else "?",
+                    current[1].isoformat() if current else "?",
+                )
+                announced = True
+            self.stop_event.wait(min(1.0, self.settings.lease_ttl_seconds / 3))
+        return False
+
+    def _recover(self, pg: PostgresStore) -> None:
+        """Rebuilds the book and the operator state from the record, then re-asserts them in Redis."""
+        settings = self.settings
+        record = pg.load_engine_record(initial_cash=settings.initial_cash, default_profile=settings.profile)
+        classifier = self._load_classifier()
+        engine = Engine(
+            symbols=self.feed.symbols,
+            profile=get_profile(record.profile),
+            initial_cash=record.initial_cash,
+            commission_bps=settings.commission_bps,
+            slippage_bps=settings.slippage_bps,
+            classifier=classifier,
+        )
+        engine.restore_state(
+            record.trading_state, actor=record.state_actor, reason=record.state_reason, since=record.state_since
+        )
+        fills = pg.load_fills()
+        if fills:
+            engine.restore_book(fills=fills, high_water_mark=record.high_water_mark)
+        else:
+            engine.portfolio.high_water_mark = max(record.high_water_mark, record.initial_cash)
+        for order in pg.load_pending_orders():
+            engine.broker.submit(order)
+        if record.last_bar_ts is not None:
+            day_start = record.last_bar_ts.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            engine.portfolio.day = day_start.date()
+            engine.portfolio.start_of_day_value = pg.start_of_day_value(
+                before=day_start, initial_cash=record.initial_cash
+            )
+        self.last_bar_ts = record.last_bar_ts
+        self.engine = engine
+        log.info(
+            "recovered: %d fills, last bar %s, state %s, profile %s",
+            len(fills),
+            iso(record.last_bar_ts),
+            engine.state.value,
+            engine.profile.name,
+        )
+        try:
+            assert self._redis is not None
+            if engine.state is not TradingState.HALTED and self._redis.kill_switch_set():
+                engine.set_state(TradingState.HALTED, actor="kill_switch", reason="tradeos:kill_switch is set")
+            self._sync_redis_state(force=True)
+        except redis.RedisError:
+            self._redis_outage()
+
+    # -- engine thread --------------------------------------------------------------------------------
+
+    def _engine_loop(self, pg: PostgresStore) -> None:
+        engine = self.engine
+        assert engine is not None
+        speed = self.options.speed
+        wall_start: float | None = None
+        sim_start: datetime | None = None
+        last_flush = time.monotonic()
+        pending_bars = 0
+        batches = iter(self.feed.batches())
+        while not self.stop_event.is_set():
+            self.waiting_for_feed_since = time.monotonic()
+            batch = next(batches, None)
+            self.waiting_for_feed_since = None
+            if batch is None:
+                break
+            timestamp = batch[0].timestamp
+            if self.last_bar_ts is not None and timestamp <= self.last_bar_ts:
+                engine.warm_up(batch)
+                continue
+            if speed > 0:
+                if wall_start is None or sim_start is None:
+                    wall_start, sim_start = time.monotonic(), timestamp
+                due = wall_start + (timestamp - sim_start).total_seconds() / speed
+                while not self.stop_event.is_set():
+                    self.last_loop_wall = time.monotonic()
+                    remaining = due - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    if not engine.outbox.is_empty() or self.pending_publish:
+                        self._flush(pg)
+                        last_flush = time.monotonic()
+                    self.stop_event.wait(min(remaining, 0.1))
+                if self.stop_event.is_set():
+                    break
+            with self.lock:
+                engine.step(batch, gate=self._gate)
+            self.bars_processed += len(batch)
+            pending_bars += len(batch)
+            self.last_loop_wall = time.monotonic()
+            # Fills wait for the next batch commit (at most _FLUSH_SECONDS): a crash before it loses the bars too,
+            # and recovery replays them into the same fills.
+            now = time.monotonic()
+            if pending_bars >= _FLUSH_BARS or now - last_flush >= _FLUSH_SECONDS:
+                self._flush(pg)
+                last_flush = time.monotonic()
+                pending_bars = 0
+        self.feed_done.set()
+        if not self.stop_event.is_set():
+            log.info("feed finished after %d bars; the service stays up", self.bars_processed)
+        while not self.stop_event.is_set():
+            self.last_loop_wall = time.monotonic()
+            if not engine.outbox.is_empty() or self.pending_publish:
+                self._flush(pg)
+            self.stop_event.wait(0.1)
+
+    def _gate(self) -> str | None:
+        """Asked right before an order is submitted: the kill switch must be readable and clear."""
+        if self.lease_lost.is_set():
+            return LEASE_LOST
+        assert self._redis is not None
+        try:
+            halted = self._redis.kill_switch_set()
+        except redis.RedisError:
+            self._redis_outage()
+            return KILL_SWITCH_UNREACHABLE
+        return TRADING_HALTED if halted else None
+
+    def _flush(self, pg: PostgresStore) -> None:
+        """Commits the outbox (retrying through a PostgreSQL outage, trading nothing meanwhile), then publishes."""
+        engine = self.engine
+        assert engine is not None
+        with self.lock:
+            outbox = engine.take_outbox()
+            positions = {
+                f.symbol: (
+                    engine.portfolio.quantity(f.symbol),
+                    engine.portfolio.positions[f.symbol].avg_price,
+                    engine.portfolio.positions[f.symbol].realized_pnl,
+                )
+                for f in outbox.fills
+            }
+            hwm = engine.portfolio.high_water_mark
+            profile = engine.profile.name
+            state = engine.state.value
+        while True:
+            try:
+                pg.write_outbox(
+                    outbox, token=self._token(), high_water_mark=hwm, profile=profile, trading_state=state,
+                    positions=positions,
+                )
+                if self.postgres_down:
+                    self.postgres_down = False
+                    log.warning("PostgreSQL is reachable again; trading resumes its normal course")
+                break
+            except FencedError:
+                self.lease_lost.set()
+                log.error("this engine lost the lease: its writes are fenced off; stopping")
+                self.stop_event.set()
+                return
+            except psycopg.Error as exc:
+                if not self.postgres_down:
+                    self.postgres_down = True
+                    log.error("PostgreSQL unreachable (%s); no order is submitted until it is back", exc)
+                    now = outbox.last_bar_ts or engine.last_timestamp or datetime.now(UTC)
+                    event = RiskEvent(
+                        timestamp=now,
+                        code=breakers.POSTGRES_UNREACHABLE,
+                        detail=f"PostgreSQL unreachable: {str(exc).strip()[:200]}",
+                        halts_trading=False,
+                    )
+                    outbox.risk_events.append(event)
+                    self._publish([envelope("risk_event", risk_event_json(event))])
+                if self.stop_event.is_set() and time.monotonic() > getattr(self, "_give_up_at", float("inf")):
+                    log.error("stopping with %d unwritten bars (PostgreSQL still down)", len(outbox.bars))
+                    return
+                if self.stop_event.is_set() and not hasattr(self, "_give_up_at"):
+                    self._give_up_at = time.monotonic() + 10
+                time.sleep(0.5)
+                try:
+                    pg.reconnect()
+                except psycopg.Error:
+                    continue
+        self._after_commit(outbox)
+
+    def _after_commit(self, outbox: Outbox) -> None:
+        engine = self.engine
+        assert engine is not None
+        messages = self.pending_publish
+        self.pending_publish = []
+        messages += [envelope("fill", fill_json(f)) for f in outbox.fills]
+        messages += [envelope("risk_event", risk_event_json(e)) for e in outbox.risk_events]
+        messages += [envelope("regime_change", regime_change_json(c)) for c in outbox.regime_changes]
+        messages += [
+            envelope("signal", signal_json(s)) for s in outbox.actionable_signals[-_MAX_SIGNALS_PUBLISHED:]
+        ]
+        snapshot = None
+        now = time.monotonic()
+        if outbox.fills or now - self._last_snapshot >= _SNAPSHOT_SECONDS:
+            with self.lock:
+                data = engine.portfolio.snapshot(engine.last_timestamp)
+            data["trading_state"] = engine.state.value
+            data["profile"] = engine.profile.name
+            data["regime"] = engine.current_regime
+            snapshot = json.dumps(data)
+            messages.append(envelope("portfolio_update", data))
+            self._last_snapshot = now
+        self._publish(messages, snapshot=snapshot)
+        self._sync_redis_state()
+
+    def _publish(self, messages: list[str], *, snapshot: str | None = None) -> None:
+        assert self._redis is not None
+        if self.redis_down:
+            self.pending_publish = (self.pending_publish + [m for m in messages if '"risk_event"' in m])[-1000:]
+            return
+        try:
+            self._redis.publish(messages, snapshot=snapshot)
+        except redis.RedisError:
+            self._redis_outage()
+            self.pending_publish = [m for m in messages if '"risk_event"' in m][-1000:]
+
+    def _sync_redis_state(self, *, force: bool = False) -> None:
+        """Mirrors the engine's trading state and profile into Redis when they changed (or after an outage)."""
+        engine = self.engine
+        assert engine is not None and self._redis is not None
+        current = (engine.state.value, engine.profile.name)
+        if not force and current == self._written_state:
+            return
+        try:
+            self._redis.write_trading_state(
+                state=engine.state.value,
+                actor=engine.state_actor,
+                reason=engine.state_reason,
+                since=engine.state_since,
+            )
+            self._redis.write_profile(engine.profile.name)
+            self._written_state = current
+        except redis.RedisError:
+            self._redis_outage()
+
+    def _redis_outage(self) -> None:
+        if self.redis_down:
+            return
+        self.redis_down = True
+        engine = self.engine
+        log.error("Redis unreachable: the kill switch cannot be checked, no order is submitted")
+        if engine is not None:
+            event = RiskEvent(
+                timestamp=engine.last_timestamp or datetime.now(UTC),
+                code=breakers.REDIS_UNREACHABLE,
+                detail="Redis unreachable: kill switch cannot be checked; orders are refused",
+            )
+            with_lock = not self.lock.locked()
+            if with_lock:
+                with self.lock:
+                    engine.outbox.risk_events.append(event)
+            else:
+                engine.outbox.risk_events.append(event)
+
+    def _final_flush(self, pg: PostgresStore) -> None:
+        if self.engine is None or self.lease_lost.is_set():
+            return
+        try:
+            self._flush(pg)
+        except Exception:
+            log.exception("final flush failed")
+
+    def _token(self) -> int:
+        assert self.token is not None
+        return self.token
+
+    # -- control thread -------------------------------------------------------------------------------
+
+    def _control_loop(self) -> None:
+        """Commands from operators, the kill-switch poll, heartbeats, lease renewal and model hot-loading."""
+        lease_pg = PostgresStore(self.database_url)
+        store = RedisStore(self.redis_url)
+        pubsub = None
+        next_poll = next_beat = next_lease = next_model = 0.0
+        try:
+            while not self.stop_event.is_set():
+                now = time.monotonic()
+                try:
+                    if pubsub is None:
+                        pubsub = store.client.pubsub(ignore_subscribe_messages=True)
+                        pubsub.subscribe(store.control_channel)
+                        if self.redis_down:
+                            self._redis_back()
+                    message = pubsub.get_message(timeout=0.05)
+                    if message and message.get("type") == "message":
+                        self._handle_command(store, message["data"])
+                    if now >= next_poll:
+                        next_poll = now + 0.2
+                        if store.kill_switch_set():
+                            self._halt_by_kill_switch()
+                    if now >= next_beat:
+                        next_beat = now + 0.5
+                        alive = time.monotonic() - self.last_loop_wall < 2.0
+                        services = []
+                        if alive:
+                            services.append("signal_engine")
+                            if not self.postgres_down:
+                                services.append("execution")
+                        if services:
+                            store.heartbeat(services)
+                except redis.RedisError:
+                    if pubsub is not None:
+                        try:
+                            pubsub.close()
+                        except redis.RedisError:
+                            pass
+                    pubsub = None
+                    self._redis_outage()
+                    self.stop_event.wait(0.5)
+                if now >= next_lease:
+                    next_lease = now + self.settings.lease_ttl_seconds / 3
+                    self._renew_lease(lease_pg)
+                if now >= next_model:
+                    next_model = now + 5.0
+                    self._maybe_load_model()
+                self._check_stale_feed()
+        finally:
+            if pubsub is not None:
+                try:
+                    pubsub.close()
+                except redis.RedisError:
+                    pass
+            store.close()
+            lease_pg.close()
+
+    def _redis_back(self) -> None:
+        log.warning("Redis is reachable again; re-asserting trading state and profile")
+        self.redis_down = False
+        try:
+            assert self._redis is not None
+            self._redis.client.connection_pool.disconnect()
+        except redis.RedisError:
+            pass
+        self._sync_redis_state(force=True)
+
+    def _halt_by_kill_switch(self) -> None:
+        engine = self.engine
+        assert engine is not None
+        with self.lock:
+            changed = engine.set_state(
+                TradingState.HALTED, actor="kill_switch", reason="tradeos:kill_switch is set", now=datetime.now(UTC)
+            )
+        if changed:
+            log.warning("kill switch set in Redis: trading halted")
+
+    def _handle_command(self, store: RedisStore, raw: bytes) -> None:
+        engine = self.engine
+        assert engine is not None
+        try:
+            command = json.loads(raw)
+            command_id = str(command["id"])
+            name = str(command["command"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a malformed control message")
+            return
+        actor = str(command.get("actor") or "api")
+        reason = str(command.get("reason") or "")
+        reply: dict[str, Any] = {"ok": True}
+        states = {"halt": TradingState.HALTED, "resume": TradingState.ACTIVE, "reduce": TradingState.REDUCE_ONLY}
+        with self.lock:
+            if name in states:
+                engine.set_state(states[name], actor=actor, reason=reason, record=False, now=datetime.now(UTC))
+            elif name == "flatten":
+                reply["orders"] = [o.id for o in engine.flatten()]
+            elif name == "profile":
+                try:
+                    engine.set_profile(get_profile(str(command.get("value"))))
+                except ValueError as exc:
+                    reply = {"ok": False, "detail": str(exc)}
+            else:
+                reply = {"ok": False, "detail": f"unknown command {name!r}"}
+            reply.update(state=engine.state.value, profile=engine.profile.name)
+        log.info("command %s from %s applied: %s", name, actor, reply)
+        store.ack(command_id, reply)
+        self._sync_redis_state()
+
+    def _renew_lease(self, pg: PostgresStore) -> None:
+        if self.token is None:
+            return
+        try:
+            if not pg.renew_lease(holder=self.holder, token=self.token, ttl_seconds=self.settings.lease_ttl_seconds):
+                log.error("lease lost to another engine: no further order is submitted")
+                self.lease_lost.set()
+        except psycopg.Error:
+            try:
+                pg.reconnect()
+            except psycopg.Error:
+                pass
+
+    def _maybe_load_model(self) -> None:
+        if self.classifier_loader is None:
+            return
+        pointer = self.settings.models_dir / "current.json"
+        try:
+            stamp = pointer.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if stamp == self._model_stamp:
+            return
+        self._model_stamp = stamp
+        classifier = self._load_classifier()
+        if classifier is not None and self.engine is not None:
+            with self.lock:
+                self.engine.set_classifier(classifier)
+            log.info("regime model %s loaded; the engine now classifies with it", classifier.name)
+
+    def _load_classifier(self) -> RegimeClassifier | None:
+        if self.classifier_loader is None:
+            return None
+        try:
+            return self.classifier_loader(self.settings.models_dir)
+        except Exception:
+            log.exception("could not load the promoted regime model; keeping the current one")
+            return None
+
+    def _check_stale_feed(self) -> None:
+        since = self.waiting_for_feed_since
+        speed = self.options.speed
+        if since is None or speed <= 0 or self.engine is None:
+            return
+        limit = self.feed.bar_seconds / speed * 5 + self.settings.stale_feed_seconds
+        if time.monotonic() - since > limit and not getattr(self, "_stale_reported", False):
+            self._stale_reported = True
+            event = RiskEvent(
+                timestamp=self.engine.last_timestamp or datetime.now(UTC),
+                code=breakers.STALE_FEED,
+                detail=f"no bar for {limit:.0f}s",
+                halts_trading=True,
+            )
+            with self.lock:
+                self.engine.outbox.risk_events.append(event)
+                self.engine.set_state(TradingState.HALTED, actor="circuit_breaker:STALE_FEED", reason=event.detail)

@@ -1,0 +1,41 @@
+"""Names of everything TRADEOS keeps in Redis, shared by the engine and the API processes.
+
+Keys (per Redis DB):
+  tradeos:kill_switch            "1" = halted. Set by hand or by the API; only an explicit resume clears it.
+  tradeos:trading_state          JSON {"state": active|reduce_only|halted, "since", "reason", "actor"}
+  tradeos:profile                active profile name
+  tradeos:portfolio              JSON portfolio snapshot (the GET /portfolio shape), written by the engine
+  tradeos:heartbeat:<service>    wall-clock unix seconds of the service's last sign of life
+                                 (services: signal_engine, execution)
+  tradeos:control_ack:<id>       list the engine LPUSHes its JSON reply to, for command <id>
+Channels (namespaced by DB index, since pub/sub ignores the DB):
+  tradeos:<db>:events            every event as the WebSocket sends it: {"type", "data", "timestamp"}
+  tradeos:<db>:control           operator commands: {"id", "command", "actor", "reason", "value"}
+"""
+
+from __future__ import annotations
+
+KILL_SWITCH = "tradeos:kill_switch"
+TRADING_STATE = "tradeos:trading_state"
+PROFILE = "tradeos:profile"
+PORTFOLIO = "tradeos:portfolio"
+HEARTBEAT_PREFIX = "tradeos:heartbeat:"
+CONTROL_ACK_PREFIX = "tradeos:control_ack:"
+HEARTBEAT_SERVICES: tuple[str, ...] = ("signal_engine", "execution")
+HEARTBEAT_MAX_AGE_SECONDS = 5.0
+
+
+def events_channel(db: int) -> str:
+    return f"tradeos:{db}:events"
+
+
+def control_channel(db: int) -> str:
+    return f"tradeos:{db}:control"
+
+
+def heartbeat_key(service: str) -> str:
+    return HEARTBEAT_PREFIX + service
+
+
+def control_ack_key(command_id: str) -> str:
+    return CONTROL_ACK_PREFIX + command_id
