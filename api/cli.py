@@ -29,12 +29,18 @@ class StartupError(Exception):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tradeos", description="TRADEOS: an operating system for automated trading")
+    parser = argparse.ArgumentParser(
+        prog="tradeos", description="TRADEOS: an operating system for automated trading"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="live engine + REST/WS API + Metrics API + scheduled flows, in the foreground")
+    up = sub.add_parser(
+        "up", help="live engine + REST/WS API + Metrics API + scheduled flows, in the foreground"
+    )
     up.add_argument("--feed", choices=("sim", "replay"), default="sim")
     up.add_argument("--data", type=Path, help="replay file (CSV or Parquet) for --feed replay")
-    up.add_argument("--speed", type=float, default=60.0, help="simulated seconds per wall second; 0 = max speed")
+    up.add_argument(
+        "--speed", type=float, default=60.0, help="simulated seconds per wall second; 0 = max speed"
+    )
     up.add_argument("--sim-days", type=float, default=None, help="sim feed stops after N simulated days")
     up.add_argument("--seed", type=int, default=7)
     up.add_argument("--symbols", type=str, default=None, help="comma-separated symbols")
@@ -83,7 +89,10 @@ def main(argv: list[str] | None = None) -> int:
 def _configure_logging(settings: Settings) -> None:
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    handlers: list[logging.Handler] = [logging.StreamHandler(), logging.FileHandler(settings.logs_dir / "tradeos.log")]
+    handlers: list[logging.Handler] = [
+        logging.StreamHandler(),
+        logging.FileHandler(settings.logs_dir / "tradeos.log"),
+    ]
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     for handler in handlers:
@@ -141,7 +150,10 @@ def make_feed(args: argparse.Namespace) -> Any:
 
     if args.sim_days is not None and args.sim_days <= 0:
         raise StartupError("--sim-days: must be positive")
-    return SimFeed(symbols=symbols or DEFAULT_SYMBOLS, seed=args.seed, sim_days=args.sim_days)
+    try:
+        return SimFeed(symbols=symbols or DEFAULT_SYMBOLS, seed=args.seed, sim_days=args.sim_days)
+    except (FeedError, ValueError) as exc:
+        raise StartupError(f"--symbols/--seed/--sim-days: {exc}") from None
 
 
 @contextlib.contextmanager
@@ -293,13 +305,23 @@ async def _serve_apis(settings: Settings, stop: threading.Event) -> None:
         loop.add_signal_handler(sig, shutdown)
 
     async def watch_engine() -> None:
-        while not stop.is_set():
-            await asyncio.sleep(0.2)
+        # The engine thread sets a threading.Event; wait for it off the loop.
+        await asyncio.to_thread(stop.wait)
         shutdown()
 
-    log.info("operator API on http://%s:%d, metrics API on http://%s:%d", settings.host, settings.api_port,
-             settings.host, settings.metrics_port)
-    await asyncio.gather(*(server.serve() for server in servers), watch_engine())
+    log.info(
+        "operator API on http://%s:%d, metrics API on http://%s:%d",
+        settings.host,
+        settings.api_port,
+        settings.host,
+        settings.metrics_port,
+    )
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    tasks.append(asyncio.create_task(watch_engine()))
+    # Whichever ends first (a signal, the engine stopping, a server failing) brings the others down.
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    shutdown()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 if __name__ == "__main__":

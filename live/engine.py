@@ -39,7 +39,7 @@ from live.risk.checks import (
     OrderCheck,
     pre_trade_check,
 )
-from live.signals import make_signal_models
+from live.signals import HORIZONS, make_signal_models
 
 # A symbol whose entry was refused for drawdown is not retried for this long (keeps the record readable).
 _DRAWDOWN_RETRY = timedelta(minutes=15)
@@ -94,6 +94,7 @@ class Engine:
         slippage_bps: Decimal,
         classifier: RegimeClassifier | None = None,
         confirm_bars: int = 30,
+        bar_seconds: int = 60,
     ) -> None:
         self.symbols = tuple(symbols)
         self.profile = profile
@@ -109,6 +110,8 @@ class Engine:
         self.last_close: dict[str, Decimal] = {}
         self.previous_close: dict[str, Decimal] = {}
         self.opening_signal: dict[str, str] = {}
+        self.opened_at: dict[str, datetime] = {}
+        self.bar_interval = timedelta(seconds=bar_seconds)
         self.outbox = Outbox()
         self._submitted: deque[datetime] = deque()
         self._rejections = breakers.RejectStorm()
@@ -225,7 +228,10 @@ class Engine:
         drawdown = book.drawdown()
         if self.state is not TradingState.HALTED:
             tripped = breakers.check_book(
-                value=value, start_of_day_value=book.start_of_day_value, drawdown=drawdown, profile=self.profile
+                value=value,
+                start_of_day_value=book.start_of_day_value,
+                drawdown=drawdown,
+                profile=self.profile,
             )
             if tripped:
                 self._trip(timestamp, *tripped)
@@ -304,13 +310,16 @@ class Engine:
         self.outbox.order_updates.append((order.id, OrderStatus.FILLED))
         if self.portfolio.quantity(order.symbol) == 0:
             self.opening_signal.pop(order.symbol, None)
+            self.opened_at.pop(order.symbol, None)
         elif not order.reduces_position:
             self.opening_signal[order.symbol] = order.signal_type
+            self.opened_at[order.symbol] = bar.timestamp
 
     def _decide(
         self, timestamp: datetime, composites: dict[str, tuple[float, str]], equity: Decimal
     ) -> list[Order]:
-        """Entries when the regime-weighted composite clears the profile's threshold; exits when it fades.
+        """Entries when the regime-weighted composite clears the profile's threshold; exits when it fades, once
+        the position has been held for the opening signal's horizon (its forecast needs that long to play out).
         A position is never reversed in one order: it is closed first, and may reopen on a later bar."""
         profile = self.profile
         orders = []
@@ -321,6 +330,11 @@ class Engine:
             quantity = self.portfolio.quantity(symbol)
             if quantity != 0:
                 direction = 1 if quantity > 0 else -1
+                opened = self.opened_at.get(symbol)
+                opener = self.opening_signal.get(symbol, lead_type)
+                horizon = HORIZONS.get(opener, 0) * self.bar_interval
+                if opened is not None and timestamp - opened < horizon:
+                    continue
                 if composite * direction < profile.exit_threshold:
                     orders.append(
                         Order(
@@ -448,17 +462,18 @@ class Engine:
         """Rebuilds the book from recorded fills (crash recovery); the last day's P&L is recomputed."""
         self.portfolio = Portfolio.from_fills(initial_cash=self.portfolio.initial_cash, fills=fills)
         self.portfolio.high_water_mark = max(high_water_mark, self.portfolio.initial_cash)
-        self.opening_signal = _opening_signals(fills)
+        self.opening_signal, self.opened_at = _openers(fills)
 
 
-def _opening_signals(fills: Iterable[Fill]) -> dict[str, str]:
-    """For each open position, the signal type of the fill that opened it."""
+def _openers(fills: Iterable[Fill]) -> tuple[dict[str, str], dict[str, datetime]]:
+    """For each open position, the signal type and time of the fill that opened it."""
     quantity: dict[str, int] = {}
-    opener: dict[str, str] = {}
+    opener: dict[str, tuple[str, datetime]] = {}
     for fill in fills:
         before = quantity.get(fill.symbol, 0)
         after = before + (fill.quantity if fill.side is Side.BUY else -fill.quantity)
         if before == 0 and after != 0:
-            opener[fill.symbol] = fill.signal_type
+            opener[fill.symbol] = (fill.signal_type, fill.timestamp)
         quantity[fill.symbol] = after
-    return {s: opener[s] for s, q in quantity.items() if q != 0 and s in opener}
+    open_symbols = [s for s, q in quantity.items() if q != 0 and s in opener]
+    return {s: opener[s][0] for s in open_symbols}, {s: opener[s][1] for s in open_symbols}

@@ -92,9 +92,9 @@ class Portfolio:
         realized = ZERO
         if current == 0 or (current > 0) == (signed > 0):
             total = current + signed
-            position.avg_price = ((abs(current) * position.avg_price + quantity * price) / abs(total)).quantize(
-                AVG_QUANTUM, ROUND_HALF_EVEN
-            )
+            position.avg_price = (
+                (abs(current) * position.avg_price + quantity * price) / abs(total)
+            ).quantize(AVG_QUANTUM, ROUND_HALF_EVEN)
             position.quantity = total
         else:
             if quantity > abs(current):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Mapping
 
 from live.domain import REGIMES, SIGNAL_TYPES
 
@@ -37,7 +37,9 @@ _ZERO_WEIGHTS: Mapping[str, float] = MappingProxyType(dict.fromkeys(SIGNAL_TYPES
 
 def _weights(table: dict[str, dict[str, float]]) -> Mapping[str, Mapping[str, float]]:
     assert set(table) == set(REGIMES), "every regime needs weights"
-    return MappingProxyType({r: MappingProxyType({s: table[r].get(s, 0.0) for s in SIGNAL_TYPES}) for r in REGIMES})
+    return MappingProxyType(
+        {r: MappingProxyType({s: table[r].get(s, 0.0) for s in SIGNAL_TYPES}) for r in REGIMES}
+    )
 
 
 _BASE_WEIGHTS = {

@@ -16,8 +16,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,6 @@ from live.regime import RegimeClassifier
 from live.risk import breakers
 from live.risk.checks import KILL_SWITCH_UNREACHABLE, TRADING_HALTED
 from live.settings import Settings
-from live.stores import redis_keys as keys
 from live.stores.postgres import FencedError, PostgresStore, apply_migrations
 from live.stores.redis_store import RedisStore, envelope, iso
 from live.wire import fill_json, regime_change_json, risk_event_json, signal_json
@@ -134,7 +132,7 @@ class EngineRunner:
             if not announced:
                 current = pg.lease_holder()
                 log.warning(
-                    "another engine (%s) holds the book until %s; this one stands by and will not trade",
+                    "the book is leased to another engine (%s) until %s; this one stands by and will not trade",
                     current[0] if current else "?",
                     current[1].isoformat() if current else "?",
                 )
@@ -156,7 +154,10 @@ class EngineRunner:
             classifier=classifier,
         )
         engine.restore_state(
-            record.trading_state, actor=record.state_actor, reason=record.state_reason, since=record.state_since
+            record.trading_state,
+            actor=record.state_actor,
+            reason=record.state_reason,
+            since=record.state_since,
         )
         fills = pg.load_fills()
         if fills:
@@ -183,7 +184,9 @@ class EngineRunner:
         try:
             assert self._redis is not None
             if engine.state is not TradingState.HALTED and self._redis.kill_switch_set():
-                engine.set_state(TradingState.HALTED, actor="kill_switch", reason="tradeos:kill_switch is set")
+                engine.set_state(
+                    TradingState.HALTED, actor="kill_switch", reason="tradeos:kill_switch is set"
+                )
             self._sync_redis_state(force=True)
         except redis.RedisError:
             self._redis_outage()
@@ -236,6 +239,8 @@ class EngineRunner:
                 self._flush(pg)
                 last_flush = time.monotonic()
                 pending_bars = 0
+        if not engine.outbox.is_empty():
+            self._flush(pg)
         self.feed_done.set()
         if not self.stop_event.is_set():
             log.info("feed finished after %d bars; the service stays up", self.bars_processed)
@@ -277,7 +282,11 @@ class EngineRunner:
         while True:
             try:
                 pg.write_outbox(
-                    outbox, token=self._token(), high_water_mark=hwm, profile=profile, trading_state=state,
+                    outbox,
+                    token=self._token(),
+                    high_water_mark=hwm,
+                    profile=profile,
+                    trading_state=state,
                     positions=positions,
                 )
                 if self.postgres_down:
@@ -342,7 +351,9 @@ class EngineRunner:
     def _publish(self, messages: list[str], *, snapshot: str | None = None) -> None:
         assert self._redis is not None
         if self.redis_down:
-            self.pending_publish = (self.pending_publish + [m for m in messages if '"risk_event"' in m])[-1000:]
+            self.pending_publish = (self.pending_publish + [m for m in messages if '"risk_event"' in m])[
+                -1000:
+            ]
             return
         try:
             self._redis.publish(messages, snapshot=snapshot)
@@ -353,7 +364,8 @@ class EngineRunner:
     def _sync_redis_state(self, *, force: bool = False) -> None:
         """Mirrors the engine's trading state and profile into Redis when they changed (or after an outage)."""
         engine = self.engine
-        assert engine is not None and self._redis is not None
+        assert engine is not None
+        assert self._redis is not None
         current = (engine.state.value, engine.profile.name)
         if not force and current == self._written_state:
             return
@@ -413,7 +425,7 @@ class EngineRunner:
                 now = time.monotonic()
                 try:
                     if pubsub is None:
-                        pubsub = store.client.pubsub(ignore_subscribe_messages=True)
+                        pubsub = store.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
                         pubsub.subscribe(store.control_channel)
                         if self.redis_down:
                             self._redis_back()
@@ -474,7 +486,10 @@ class EngineRunner:
         assert engine is not None
         with self.lock:
             changed = engine.set_state(
-                TradingState.HALTED, actor="kill_switch", reason="tradeos:kill_switch is set", now=datetime.now(UTC)
+                TradingState.HALTED,
+                actor="kill_switch",
+                reason="tradeos:kill_switch is set",
+                now=datetime.now(UTC),
             )
         if changed:
             log.warning("kill switch set in Redis: trading halted")
@@ -492,10 +507,16 @@ class EngineRunner:
         actor = str(command.get("actor") or "api")
         reason = str(command.get("reason") or "")
         reply: dict[str, Any] = {"ok": True}
-        states = {"halt": TradingState.HALTED, "resume": TradingState.ACTIVE, "reduce": TradingState.REDUCE_ONLY}
+        states = {
+            "halt": TradingState.HALTED,
+            "resume": TradingState.ACTIVE,
+            "reduce": TradingState.REDUCE_ONLY,
+        }
         with self.lock:
             if name in states:
-                engine.set_state(states[name], actor=actor, reason=reason, record=False, now=datetime.now(UTC))
+                engine.set_state(
+                    states[name], actor=actor, reason=reason, record=False, now=datetime.now(UTC)
+                )
             elif name == "flatten":
                 reply["orders"] = [o.id for o in engine.flatten()]
             elif name == "profile":
@@ -514,7 +535,9 @@ class EngineRunner:
         if self.token is None:
             return
         try:
-            if not pg.renew_lease(holder=self.holder, token=self.token, ttl_seconds=self.settings.lease_ttl_seconds):
+            if not pg.renew_lease(
+                holder=self.holder, token=self.token, ttl_seconds=self.settings.lease_ttl_seconds
+            ):
                 log.error("lease lost to another engine: no further order is submitted")
                 self.lease_lost.set()
         except psycopg.Error:
@@ -565,4 +588,6 @@ class EngineRunner:
             )
             with self.lock:
                 self.engine.outbox.risk_events.append(event)
-                self.engine.set_state(TradingState.HALTED, actor="circuit_breaker:STALE_FEED", reason=event.detail)
+                self.engine.set_state(
+                    TradingState.HALTED, actor="circuit_breaker:STALE_FEED", reason=event.detail
+                )

@@ -71,7 +71,7 @@ class EmbeddedPostgres:
         data.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
         try:
-            self.server = pgserver.get_server(data, cleanup_mode="stop")
+            self.server = pgserver.get_server(data, cleanup_mode="stop")  # type: ignore[attr-defined]
         except Exception as exc:  # pgserver raises bare subprocess/psutil errors
             raise EmbeddedError(f"embedded PostgreSQL failed to start under {data}: {exc}") from exc
         import psycopg
@@ -138,7 +138,9 @@ class EmbeddedRedis:
                 break
             except redis.RedisError as exc:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise EmbeddedError(f"embedded Redis failed to start (see {folder / 'redis.log'})") from exc
+                    raise EmbeddedError(
+                        f"embedded Redis failed to start (see {folder / 'redis.log'})"
+                    ) from exc
                 time.sleep(0.05)
         log.info("embedded Redis ready (pid %s)", self.process.pid)
         return self.url

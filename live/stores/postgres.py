@@ -52,7 +52,7 @@ def apply_migrations(conn: psycopg.Connection[Any]) -> list[str]:
         for version, name, sql in migrations():
             if version in done:
                 continue
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql.encode())
             conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
             applied.append(name)
     return applied
@@ -247,7 +247,9 @@ class PostgresStore:
                     "COPY bars (timestamp, symbol, open, high, low, close, volume, spread) FROM STDIN"
                 ) as copy:
                     for b in outbox.bars:
-                        copy.write_row((b.timestamp, b.symbol, b.open, b.high, b.low, b.close, b.volume, b.spread))
+                        copy.write_row(
+                            (b.timestamp, b.symbol, b.open, b.high, b.low, b.close, b.volume, b.spread)
+                        )
             if outbox.signal_rows:
                 with cur.copy(
                     "COPY signals (timestamp, symbol, signal_type, strength, horizon_bars, regime, actionable)"
@@ -256,7 +258,9 @@ class PostgresStore:
                     for s in outbox.signal_rows:
                         copy.write_row(s)
             if outbox.equity:
-                with cur.copy("COPY equity (timestamp, total_value, cash, high_water_mark) FROM STDIN") as copy:
+                with cur.copy(
+                    "COPY equity (timestamp, total_value, cash, high_water_mark) FROM STDIN"
+                ) as copy:
                     for e in outbox.equity:
                         copy.write_row((e.timestamp, e.total_value, e.cash, high_water_mark))
             if outbox.orders:
@@ -328,7 +332,10 @@ class PostgresStore:
                     " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (symbol) DO UPDATE SET quantity = EXCLUDED.quantity,"
                     " avg_price = EXCLUDED.avg_price, realized_pnl = EXCLUDED.realized_pnl,"
                     " updated_at = EXCLUDED.updated_at",
-                    [(symbol, q, avg, realized, outbox.last_bar_ts) for symbol, (q, avg, realized) in positions.items()],
+                    [
+                        (symbol, q, avg, realized, outbox.last_bar_ts)
+                        for symbol, (q, avg, realized) in positions.items()
+                    ],
                 )
             cur.execute(
                 "UPDATE engine_state SET last_bar_ts = COALESCE(%s, last_bar_ts), high_water_mark = %s,"

@@ -1,0 +1,87 @@
+"""Shared test helpers: polling instead of sleeping, and the real `tradeos` service as a child process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def eventually(
+    predicate: Callable[[], T], *, timeout: float = 20.0, interval: float = 0.05, what: str = ""
+) -> T:
+    """Polls `predicate` until it returns something truthy; fails with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:  # the condition may not be checkable yet (table not created...)
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what or predicate}: last error {last_error!r}"
+    )
+
+
+class Service:
+    """`tradeos <args>` in a child process with its own TRADEOS_HOME; output captured to a file."""
+
+    def __init__(self, home: Path, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.home = home
+        home.mkdir(parents=True, exist_ok=True)
+        self.log_path = home / f"service-{time.monotonic_ns()}.log"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEOS_")}
+        full_env.update({"TRADEOS_HOME": str(home), "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"})
+        full_env.update(env or {})
+        self._log = open(self.log_path, "wb")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", *args],
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=str(home),
+        )
+
+    @property
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait(self, timeout: float = 60) -> int:
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self._log.close()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.wait(timeout)
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def __enter__(self) -> Service:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.process.poll() is None:
+            self.stop()
+
+
+def run_cli(
+    home: Path, args: list[str], env: dict[str, str] | None = None, timeout: float = 120
+) -> tuple[int, str]:
+    """Runs `tradeos <args>` to completion; returns (exit code, combined output)."""
+    service = Service(home, args, env)
+    code = service.wait(timeout)
+    return code, service.output
