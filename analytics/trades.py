@@ -1,0 +1,143 @@
+"""Closed trades (one symbol's position from flat to flat) rolled up from fills, and statistics over them.
+
+The roll-up is columnar: the signed quantity is summed per symbol, and a fill's trade number is how many times
+that symbol returned to flat before it. Ten million fills roll up in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+
+CLOSED_TRADE_SCHEMA = pl.Schema(
+    {
+        "symbol": pl.String(),
+        "opened_at": pl.Datetime("us", "UTC"),
+        "closed_at": pl.Datetime("us", "UTC"),
+        "duration_seconds": pl.Float64(),
+        "pnl": pl.Float64(),
+        "fees": pl.Float64(),
+        "signal_type": pl.String(),
+        "n_fills": pl.UInt32(),
+    }
+)
+
+_SIDES = ("buy", "sell")
+
+
+def _validated_fills(fills: pl.DataFrame) -> pl.DataFrame:
+    required = ("id", "timestamp", "symbol", "side", "quantity", "fee", "signal_type", "realized_pnl")
+    missing = [name for name in required if name not in fills.columns]
+    if missing:
+        raise ValueError(f"fills lack the columns {missing}")
+    timestamp_type = fills.schema["timestamp"]
+    if not isinstance(timestamp_type, pl.Datetime) or timestamp_type.time_zone is None:
+        raise ValueError(f"fills.timestamp must be a timezone-aware Datetime, got {timestamp_type}")
+    bad_side = fills.filter(~pl.col("side").is_in(_SIDES))
+    if bad_side.height:
+        raise ValueError(
+            f"fill {bad_side['id'][0]!r} has side {bad_side['side'][0]!r}; expected 'buy' or 'sell'"
+        )
+    bad_quantity = fills.filter(pl.col("quantity") <= 0)
+    if bad_quantity.height:
+        raise ValueError(f"fill {bad_quantity['id'][0]!r} has a non-positive quantity")
+    return fills
+
+
+def closed_trades(fills: pl.DataFrame) -> pl.DataFrame:
+    """One row per flat-to-flat position: P&L = sum of realized_pnl - sum of fees; positions still open are left out.
+
+    Raises ValueError naming the fill when a fill takes a position through zero (the engine closes, then opens).
+    """
+    if fills.height == 0:
+        return pl.DataFrame(schema=CLOSED_TRADE_SCHEMA)
+    _validated_fills(fills)
+    signed = pl.when(pl.col("side") == "buy").then(pl.col("quantity")).otherwise(-pl.col("quantity"))
+    ledger = (
+        fills.select(
+            pl.col("id").cast(pl.String),
+            pl.col("timestamp").dt.convert_time_zone("UTC").dt.cast_time_unit("us"),
+            pl.col("symbol").cast(pl.String),
+            pl.col("signal_type").cast(pl.String),
+            # Decimal money is summed as float: the roll-up is for statistics, the books stay in PostgreSQL.
+            pl.col("fee").cast(pl.Float64),
+            pl.col("realized_pnl").cast(pl.Float64),
+            signed.cast(pl.Int64).alias("signed_quantity"),
+        )
+        # Stable: fills that share a timestamp keep the order in which they were recorded.
+        .sort("symbol", "timestamp", maintain_order=True)
+        .with_columns(pl.col("signed_quantity").cum_sum().over("symbol").alias("position"))
+        .with_columns((pl.col("position") - pl.col("signed_quantity")).alias("position_before"))
+    )
+    crossing = ledger.filter(
+        (pl.col("position_before") != 0)
+        & (pl.col("position") != 0)
+        & (pl.col("position_before").sign() != pl.col("position").sign())
+    )
+    if crossing.height:
+        first = crossing.row(0, named=True)
+        raise ValueError(
+            f"fill {first['id']!r} takes {first['symbol']} from {first['position_before']} to "
+            f"{first['position']} in one order; a position must close before it reverses"
+        )
+    flat = (pl.col("position") == 0).cast(pl.UInt32)
+    return (
+        ledger.with_columns((flat.cum_sum() - flat).over("symbol").alias("trade_number"))
+        .group_by("symbol", "trade_number")
+        .agg(
+            pl.col("timestamp").first().alias("opened_at"),
+            pl.col("timestamp").last().alias("closed_at"),
+            (pl.col("realized_pnl").sum() - pl.col("fee").sum()).alias("pnl"),
+            pl.col("fee").sum().alias("fees"),
+            pl.col("signal_type").first(),
+            pl.len().alias("n_fills"),
+            (pl.col("position").last() == 0).alias("closed"),
+        )
+        .filter(pl.col("closed"))
+        .with_columns(
+            ((pl.col("closed_at") - pl.col("opened_at")).dt.total_microseconds() / 1e6).alias(
+                "duration_seconds"
+            )
+        )
+        .sort("closed_at", "symbol")
+        .select(CLOSED_TRADE_SCHEMA.names())
+        .cast(CLOSED_TRADE_SCHEMA)
+    )
+
+
+def win_rate(trades: pl.DataFrame) -> float:
+    """Share of closed trades with P&L > 0; NaN when there are none."""
+    if trades.height == 0:
+        return math.nan
+    return float(trades.select((pl.col("pnl") > 0).mean()).item())
+
+
+def average_trade_duration_seconds(trades: pl.DataFrame) -> float:
+    """Mean flat-to-flat time of the closed trades in seconds; NaN when there are none."""
+    if trades.height == 0:
+        return math.nan
+    return float(trades.select(pl.col("duration_seconds").mean()).item())
+
+
+def profit_factor(trades: pl.DataFrame) -> float:
+    """Gross profit over gross loss of closed trades: +inf with no losing trade, NaN with neither (JSON: null)."""
+    pnl = trades.get_column("pnl")
+    gross_profit = float(pnl.filter(pnl > 0).sum())
+    gross_loss = -float(pnl.filter(pnl < 0).sum())
+    if gross_loss == 0.0:
+        return math.inf if gross_profit > 0.0 else math.nan
+    return gross_profit / gross_loss
+
+
+def pnl_by_signal_type(trades: pl.DataFrame) -> pl.DataFrame:
+    """Columns `signal_type, pnl, n_trades, win_rate`: closed trades' P&L credited to the signal type that opened them."""
+    return (
+        trades.group_by("signal_type")
+        .agg(
+            pl.col("pnl").sum(),
+            pl.len().cast(pl.Int64).alias("n_trades"),
+            (pl.col("pnl") > 0).mean().alias("win_rate"),
+        )
+        .sort("signal_type")
+    )
