@@ -121,6 +121,9 @@ class SimFeed:
                 ts += step
 
 
+_TICK = 0.0001
+
+
 def _generate_days(feed: SimFeed) -> Iterator[tuple[list[list[float]], ...]]:
     """Generate the feed's bars one simulated day at a time, as row-major Python lists (one row per timestamp)."""
     bar_minutes = feed.bar_seconds / 60.0
@@ -193,13 +196,14 @@ def _generate_days(feed: SimFeed) -> Iterator[tuple[list[list[float]], ...]]:
             spreads[:, j] = (
                 close * (sym.spread_bps * 1e-4) * _SPREAD_MULT[labels] * rng.lognormal(0.0, 0.2, n)
             )
+        # Quoted prices sit on a 0.0001 tick (rounding is monotonic, so high/low still bound open/close).
         yield (
-            opens.tolist(),
-            highs.tolist(),
-            lows.tolist(),
-            closes.tolist(),
+            np.round(opens, 4).tolist(),
+            np.round(highs, 4).tolist(),
+            np.round(lows, 4).tolist(),
+            np.round(closes, 4).tolist(),
             volumes.tolist(),
-            spreads.tolist(),
+            np.maximum(np.round(spreads, 4), _TICK).tolist(),
         )
 
 
