@@ -1,0 +1,244 @@
+"""The daily HTML report (CONTRACT.md §7): one self-contained file, charts inlined as SVG, no scripts, no network."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from html import escape
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from analytics.charts import bar_chart_svg, line_chart_svg, timeline_svg
+from analytics.ic import daily_ic, ic_summary, information_coefficient
+from analytics.performance import PerformanceSummary, performance_summary
+from analytics.returns import daily_returns, drawdown_series
+from analytics.rollups import initial_capital, load_bars, load_equity, load_fills, load_signals
+from analytics.trades import closed_trades, pnl_by_signal_type
+
+_CSS = """
+body { font-family: sans-serif; margin: 2em auto; max-width: 860px; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.5em 0; } td, th { padding: 3px 10px; border-bottom: 1px solid #eee; }
+th { text-align: left; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.muted { color: #777; font-size: 0.9em; }
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReportData:
+    """Everything the report shows, cut at the end of `through` (UTC)."""
+
+    through: date
+    generated_at: datetime
+    summary: PerformanceSummary
+    equity: pl.DataFrame
+    daily: pl.DataFrame
+    pnl_by_signal: pl.DataFrame
+    ic_by_signal: pl.DataFrame
+    daily_ic: pl.DataFrame
+    regimes: list[tuple[datetime, datetime, str]]
+
+
+def latest_day(conn: duckdb.DuckDBPyConnection) -> date | None:
+    """The last UTC day with an equity snapshot, or None before any."""
+    rows = conn.execute("SELECT max(timestamp) FROM equity").fetchall()
+    newest = rows[0][0] if rows else None
+    return newest.astimezone(UTC).date() if isinstance(newest, datetime) else None
+
+
+def _before(frame: pl.DataFrame, end: datetime, column: str = "timestamp") -> pl.DataFrame:
+    return frame.filter(pl.col(column) < end) if frame.height else frame
+
+
+def _regime_segments(conn: duckdb.DuckDBPyConnection, end: datetime) -> list[tuple[datetime, datetime, str]]:
+    rows = conn.execute(
+        'SELECT timestamp, "current" FROM regime_changes WHERE timestamp < ? ORDER BY timestamp, id', [end]
+    ).fetchall()
+    newest = conn.execute(
+        "SELECT greatest(max(b), max(e)) FROM (SELECT max(timestamp) AS b, NULL::TIMESTAMPTZ AS e FROM bars"
+        " WHERE timestamp < ? UNION ALL SELECT NULL, max(timestamp) FROM equity WHERE timestamp < ?)",
+        [end, end],
+    ).fetchall()
+    last_seen = newest[0][0] if newest and isinstance(newest[0][0], datetime) else end
+    segments = []
+    for index, (start, regime) in enumerate(rows):
+        stop = rows[index + 1][0] if index + 1 < len(rows) else max(last_seen, start)
+        segments.append((start, stop, str(regime)))
+    return segments
+
+
+def gather(
+    conn: duckdb.DuckDBPyConnection, *, through: date, annualization: int, generated_at: datetime
+) -> ReportData:
+    """Compute the report's figures from the synced tables, using only rows up to the end of `through`."""
+    end = datetime.combine(through + timedelta(days=1), time(), tzinfo=UTC)
+    equity = _before(load_equity(conn), end)
+    trades = closed_trades(_before(load_fills(conn), end))
+    capital = initial_capital(equity)
+    daily = (
+        daily_returns(equity, initial_capital=capital)
+        if capital is not None
+        else pl.DataFrame(schema={"date": pl.Date, "equity": pl.Float64, "return": pl.Float64})
+    )
+    ic = information_coefficient(_before(load_signals(conn), end), _before(load_bars(conn), end))
+    ic_rows = [
+        {"signal_type": s.signal_type, "ic_mean": s.ic_mean, "ic_ir": s.ic_ir, "n_periods": s.n_periods}
+        for s in ic_summary(ic)
+    ]
+    return ReportData(
+        through=through,
+        generated_at=generated_at,
+        summary=performance_summary(daily=daily, trades=trades, annualization=annualization),
+        equity=equity,
+        daily=daily,
+        pnl_by_signal=pnl_by_signal_type(trades),
+        ic_by_signal=pl.DataFrame(
+            ic_rows,
+            schema={
+                "signal_type": pl.String,
+                "ic_mean": pl.Float64,
+                "ic_ir": pl.Float64,
+                "n_periods": pl.Int64,
+            },
+        ),
+        daily_ic=daily_ic(ic),
+        regimes=_regime_segments(conn, end),
+    )
+
+
+def _figure(value: float | int | None, *, percent: bool = False, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if percent:
+        return f"{value * 100:.{digits}f} %"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td class="num">{cell}</td>' if i else f"<td>{cell}</td>" for i, cell in enumerate(row))
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+def render(data: ReportData) -> str:
+    """The report as one HTML document."""
+    s = data.summary
+    key_figures = _table(
+        ["figure", "value"],
+        [
+            ["Total return", _figure(s.total_return, percent=True)],
+            ["Annualized return", _figure(s.annualized_return, percent=True)],
+            ["Sharpe ratio", _figure(s.sharpe_ratio)],
+            ["Sortino ratio", _figure(s.sortino_ratio)],
+            ["Max drawdown", _figure(s.max_drawdown, percent=True)],
+            ["Closed trades", _figure(s.total_trades)],
+            ["Win rate", _figure(s.win_rate, percent=True, digits=1)],
+            ["Profit factor", _figure(s.profit_factor)],
+            ["Average trade duration (min)", _figure(s.average_trade_duration_seconds / 60.0)],
+            ["Days", _figure(data.daily.height)],
+            ["Annualization", _figure(s.annualization)],
+        ],
+    )
+    stamps = data.equity.get_column("timestamp").to_list() if data.equity.height else []
+    values = data.equity.get_column("total_value").to_list() if data.equity.height else []
+    capital = values[0] if values else math.nan
+    drawdown = [-100.0 * d for d in drawdown_series(np.asarray([capital, *values]))[1:]] if values else []
+    signal_rows = data.pnl_by_signal.join(
+        data.ic_by_signal, on="signal_type", how="full", coalesce=True
+    ).sort("signal_type")
+    per_signal = _table(
+        ["signal type", "closed trades", "win rate", "P&L", "mean IC", "IC IR", "IC periods"],
+        [
+            [
+                escape(str(r["signal_type"])),
+                _figure(r["n_trades"]),
+                _figure(r["win_rate"], percent=True, digits=1),
+                _figure(r["pnl"]),
+                _figure(r["ic_mean"], digits=4),
+                _figure(r["ic_ir"], digits=3),
+                _figure(r["n_periods"]),
+            ]
+            for r in signal_rows.iter_rows(named=True)
+        ],
+    )
+    ic_days = sorted(set(data.daily_ic.get_column("date").to_list())) if data.daily_ic.height else []
+    ic_lines = {
+        str(signal_type): [
+            next(
+                (
+                    float(v)
+                    for d, v in zip(group["date"].to_list(), group["ic_mean"].to_list(), strict=True)
+                    if d == day
+                ),
+                math.nan,
+            )
+            for day in ic_days
+        ]
+        for (signal_type,), group in data.daily_ic.group_by("signal_type", maintain_order=True)
+    }
+    charts = [
+        line_chart_svg(stamps, {"equity": values}, title="Equity", y_label="total value"),
+        line_chart_svg(stamps, {"drawdown": drawdown}, title="Drawdown", y_label="% below high-water mark"),
+        bar_chart_svg(
+            data.pnl_by_signal.get_column("signal_type").to_list(),
+            data.pnl_by_signal.get_column("pnl").to_list(),
+            title="P&L of closed trades by signal type",
+            y_label="P&L",
+        ),
+        bar_chart_svg(
+            data.ic_by_signal.get_column("signal_type").to_list(),
+            [v if v is not None else math.nan for v in data.ic_by_signal.get_column("ic_mean").to_list()],
+            title="Mean IC by signal type",
+            y_label="Spearman IC",
+        ),
+        line_chart_svg(
+            [_midnight(d) for d in ic_days], ic_lines, title="Daily mean IC by signal type", y_label="IC"
+        ),
+        timeline_svg(data.regimes, title="Market regime"),
+    ]
+    generated = data.generated_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en"><head><meta charset="utf-8">',
+            f"<title>TRADEOS report {data.through.isoformat()}</title>",
+            f"<style>{_CSS}</style></head><body>",
+            f"<h1>TRADEOS daily report — {data.through.isoformat()}</h1>",
+            f'<p class="muted">All history through {data.through.isoformat()} (UTC); generated {generated}. '
+            "Returns use each UTC day's last equity value; a closed trade is a position from flat to flat.</p>",
+            "<h2>Key figures</h2>",
+            key_figures,
+            "<h2>Equity and drawdown</h2>",
+            charts[0],
+            charts[1],
+            "<h2>Signals</h2>",
+            charts[2],
+            charts[3],
+            charts[4],
+            per_signal,
+            "<h2>Regimes</h2>",
+            charts[5],
+            "</body></html>",
+        ]
+    )
+
+
+def build_report(
+    conn: duckdb.DuckDBPyConnection, *, through: date, annualization: int, generated_at: datetime
+) -> str:
+    """Gather the figures through a day and render them."""
+    return render(gather(conn, through=through, annualization=annualization, generated_at=generated_at))

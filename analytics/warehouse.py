@@ -1,0 +1,473 @@
+"""The analysts' DuckDB file: its schema, the incremental PostgreSQL → DuckDB sync, and safe publication.
+
+DuckDB lets one process write a file or many processes read it, never both at once. So flows write a private
+staging file under an exclusive lock and then publish it: copy it beside `analytics.duckdb` and atomically rename
+it over the old one. A reader keeps the snapshot it opened (the old inode) and sees new data when it reconnects; no
+reader ever blocks a flow, and no flow ever blocks a reader.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+PUBLISHED_NAME = "analytics.duckdb"
+STAGING_DIR = "warehouse"
+STAGING_NAME = "staging.duckdb"
+LOCK_NAME = "writer.lock"
+
+
+class WarehouseMissingError(FileNotFoundError):
+    """No analytics file has been published yet."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncedTable:
+    """One system-of-record table copied into DuckDB, de-duplicated on `key`, fetched from `watermark` on.
+
+    `lookback` re-reads rows a little behind the watermark for tables stamped with a wall-clock commit time
+    (now() is the transaction's start, so a long transaction can commit behind a shorter, later one).
+    `full_copy` tables are small current-state tables replaced on every sync.
+    """
+
+    name: str
+    columns: tuple[tuple[str, str], ...]
+    key: tuple[str, ...]
+    watermark: str | None
+    lookback: timedelta = timedelta(0)
+    full_copy: bool = False
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+
+_TS = "TIMESTAMPTZ"
+_MONEY = "DECIMAL(24, 8)"
+_LATE_COMMITS = timedelta(minutes=5)
+
+SYNCED_TABLES: tuple[SyncedTable, ...] = (
+    SyncedTable(
+        name="bars",
+        columns=(
+            ("timestamp", _TS),
+            ("symbol", "VARCHAR"),
+            ("open", "DOUBLE"),
+            ("high", "DOUBLE"),
+            ("low", "DOUBLE"),
+            ("close", "DOUBLE"),
+            ("volume", "DOUBLE"),
+            ("spread", "DOUBLE"),
+        ),
+        key=("timestamp", "symbol"),
+        watermark="timestamp",
+    ),
+    SyncedTable(
+        name="signals",
+        columns=(
+            ("id", "BIGINT"),
+            ("timestamp", _TS),
+            ("symbol", "VARCHAR"),
+            ("signal_type", "VARCHAR"),
+            ("strength", "DOUBLE"),
+            ("horizon_bars", "INTEGER"),
+            ("regime", "VARCHAR"),
+            ("actionable", "BOOLEAN"),
+        ),
+        key=("id",),
+        watermark="timestamp",
+    ),
+    SyncedTable(
+        name="orders",
+        columns=(
+            ("id", "VARCHAR"),
+            ("timestamp", _TS),
+            ("symbol", "VARCHAR"),
+            ("side", "VARCHAR"),
+            ("quantity", "INTEGER"),
+            ("signal_type", "VARCHAR"),
+            ("reduces_position", "BOOLEAN"),
+            ("status", "VARCHAR"),
+            ("reason", "VARCHAR"),
+            ("tick_to_order_us", "DOUBLE"),
+            ("updated_at", _TS),
+        ),
+        key=("id",),
+        # An order's status changes after submission: follow updated_at, not the submission time.
+        watermark="updated_at",
+        lookback=_LATE_COMMITS,
+    ),
+    SyncedTable(
+        name="fills",
+        columns=(
+            ("id", "VARCHAR"),
+            ("order_id", "VARCHAR"),
+            ("timestamp", _TS),
+            ("symbol", "VARCHAR"),
+            ("side", "VARCHAR"),
+            ("quantity", "INTEGER"),
+            ("price", _MONEY),
+            ("fee", _MONEY),
+            ("signal_type", "VARCHAR"),
+            ("realized_pnl", _MONEY),
+        ),
+        key=("id",),
+        watermark="timestamp",
+    ),
+    SyncedTable(
+        name="equity",
+        columns=(("timestamp", _TS), ("total_value", _MONEY), ("cash", _MONEY), ("high_water_mark", _MONEY)),
+        key=("timestamp",),
+        watermark="timestamp",
+    ),
+    SyncedTable(
+        name="risk_events",
+        columns=(
+            ("id", "BIGINT"),
+            ("timestamp", _TS),
+            ("code", "VARCHAR"),
+            ("detail", "VARCHAR"),
+            ("symbol", "VARCHAR"),
+            ("halts_trading", "BOOLEAN"),
+            ("recorded_at", _TS),
+        ),
+        key=("id",),
+        # An outage's event is written once the database is back, with its original (older) timestamp.
+        watermark="recorded_at",
+        lookback=_LATE_COMMITS,
+    ),
+    SyncedTable(
+        name="regime_changes",
+        columns=(
+            ("id", "BIGINT"),
+            ("timestamp", _TS),
+            ("previous", "VARCHAR"),
+            ("current", "VARCHAR"),
+            ("model", "VARCHAR"),
+        ),
+        key=("id",),
+        watermark="timestamp",
+    ),
+    SyncedTable(
+        name="api_requests",
+        columns=(
+            ("id", "BIGINT"),
+            ("timestamp", _TS),
+            ("method", "VARCHAR"),
+            ("path", "VARCHAR"),
+            ("status", "INTEGER"),
+            ("latency_ms", "DOUBLE"),
+        ),
+        key=("id",),
+        # Written by every API replica on its own clock.
+        watermark="timestamp",
+        lookback=_LATE_COMMITS,
+    ),
+    SyncedTable(
+        name="control_actions",
+        columns=(
+            ("id", "BIGINT"),
+            ("timestamp", _TS),
+            ("action", "VARCHAR"),
+            ("actor", "VARCHAR"),
+            ("reason", "VARCHAR"),
+            ("value", "VARCHAR"),
+        ),
+        key=("id",),
+        watermark="timestamp",
+        lookback=_LATE_COMMITS,
+    ),
+    SyncedTable(
+        name="positions",
+        columns=(
+            ("symbol", "VARCHAR"),
+            ("quantity", "INTEGER"),
+            ("avg_price", _MONEY),
+            ("realized_pnl", _MONEY),
+            ("updated_at", _TS),
+        ),
+        key=("symbol",),
+        watermark=None,
+        full_copy=True,
+    ),
+)
+
+_SYNC_STATE_DDL = """
+CREATE TABLE IF NOT EXISTS sync_state (
+    table_name VARCHAR PRIMARY KEY,
+    watermark TIMESTAMPTZ,
+    rows_total BIGINT NOT NULL,
+    rows_added BIGINT NOT NULL,
+    synced_at TIMESTAMPTZ NOT NULL
+)
+"""
+
+_ROLLUP_RUNS_DDL = """
+CREATE TABLE IF NOT EXISTS rollup_runs (
+    rollup VARCHAR PRIMARY KEY,
+    as_of TIMESTAMPTZ NOT NULL,
+    detail VARCHAR NOT NULL DEFAULT ''
+)
+"""
+
+
+def scalar(conn: duckdb.DuckDBPyConnection, sql: str, params: Sequence[object] | None = None) -> object:
+    """The first column of the first row, fetching the whole result (DuckDB refuses work past an unfinished one)."""
+    rows = conn.execute(sql, params).fetchall() if params is not None else conn.execute(sql).fetchall()
+    return rows[0][0] if rows else None
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _table_ddl(table: SyncedTable) -> str:
+    columns = ", ".join(f"{_quote(name)} {kind}" for name, kind in table.columns)
+    return f"CREATE TABLE IF NOT EXISTS {_quote(table.name)} ({columns})"
+
+
+def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
+    """Create the synced tables and the bookkeeping tables if they do not exist yet."""
+    for table in SYNCED_TABLES:
+        conn.execute(_table_ddl(table))
+    conn.execute(_SYNC_STATE_DDL)
+    conn.execute(_ROLLUP_RUNS_DDL)
+
+
+def configure(conn: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Make TIMESTAMPTZ values come out in UTC whatever the machine's time zone."""
+    conn.execute("SET TimeZone = 'UTC'")
+    return conn
+
+
+def adbc_uri(database_url: str) -> str:
+    """A libpq URI from a SQLAlchemy-style or plain PostgreSQL URL."""
+    scheme, sep, rest = database_url.partition("://")
+    if not sep:
+        raise ValueError("database URL must look like postgresql://user@host:port/dbname")
+    base = scheme.split("+", 1)[0]
+    if base not in ("postgresql", "postgres"):
+        raise ValueError(f"not a PostgreSQL URL (scheme {scheme!r})")
+    return f"postgresql://{rest}"
+
+
+def _select_sql(table: SyncedTable, *, since: datetime | None) -> tuple[str, tuple[str, ...]]:
+    # numeric travels as text: Arrow has no lossless numeric(24, 8) from libpq, DuckDB parses it exactly.
+    parts = [
+        f"{_quote(name)}::text AS {_quote(name)}" if kind == _MONEY else _quote(name)
+        for name, kind in table.columns
+    ]
+    sql = f"SELECT {', '.join(parts)} FROM {_quote(table.name)}"
+    if since is None or table.watermark is None:
+        return sql, ()
+    since_iso = (since - table.lookback).isoformat()
+    return f"{sql} WHERE {_quote(table.watermark)} >= $1::timestamptz", (since_iso,)
+
+
+def _watermark(conn: duckdb.DuckDBPyConnection, table: SyncedTable) -> datetime | None:
+    if table.watermark is None:
+        return None
+    value = scalar(conn, f"SELECT max({_quote(table.watermark)}) FROM {_quote(table.name)}")
+    return value if isinstance(value, datetime) else None
+
+
+def _casts(table: SyncedTable) -> str:
+    return ", ".join(f"CAST({_quote(col)} AS {kind}) AS {_quote(col)}" for col, kind in table.columns)
+
+
+def _is_empty(conn: duckdb.DuckDBPyConnection, table: SyncedTable) -> bool:
+    return not conn.execute(f"SELECT 1 FROM {_quote(table.name)} LIMIT 1").fetchall()
+
+
+def _merge(conn: duckdb.DuckDBPyConnection, table: SyncedTable, *, replace_all: bool) -> int:
+    """Move `_incoming` into the table, replacing rows with the same key; return how many keys are new."""
+    name = _quote(table.name)
+    casts = _casts(table)
+    join = " AND ".join(f"t.{_quote(col)} = i.{_quote(col)}" for col in table.key)
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        if replace_all:
+            before = _count(conn, f"SELECT count(*) FROM {name}")
+            conn.execute(f"DELETE FROM {name}")
+            conn.execute(f"INSERT INTO {name} SELECT {casts} FROM _incoming")
+            added = max(0, _count(conn, f"SELECT count(*) FROM {name}") - before)
+        else:
+            added = _count(
+                conn,
+                f"SELECT count(*) FROM _incoming i WHERE NOT EXISTS (SELECT 1 FROM {name} t WHERE {join})",
+            )
+            conn.execute(f"DELETE FROM {name} t USING _incoming i WHERE {join}")
+            conn.execute(f"INSERT INTO {name} SELECT {casts} FROM _incoming")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return added
+
+
+def _count(conn: duckdb.DuckDBPyConnection, sql: str) -> int:
+    value = scalar(conn, sql)
+    return int(value) if isinstance(value, int) else 0
+
+
+def sync_from_postgres(
+    conn: duckdb.DuckDBPyConnection,
+    database_url: str,
+    *,
+    tables: Sequence[SyncedTable] = SYNCED_TABLES,
+    full: bool = False,
+) -> dict[str, int]:
+    """Copy rows newer than each table's watermark from PostgreSQL (Arrow, via ADBC); return rows added per table.
+
+    The boundary timestamp is re-read and rows are de-duplicated on the primary key, so a re-run adds nothing.
+    `full=True` re-reads everything (a repair; still de-duplicated).
+    """
+    import adbc_driver_postgresql.dbapi as pg_dbapi
+
+    ensure_schema(conn)
+    added: dict[str, int] = {}
+    with pg_dbapi.connect(adbc_uri(database_url)) as pg:
+        for table in tables:
+            since = None if full else _watermark(conn, table)
+            sql, params = _select_sql(table, since=since)
+            with pg.cursor() as cursor:
+                cursor.execute(sql, parameters=params or None)
+                incoming = cursor.fetch_arrow_table()
+            pg.commit()  # end the read-only transaction so nothing is held open on the server
+            if incoming.num_rows == 0 and not table.full_copy:
+                added[table.name] = 0
+                continue
+            conn.register("_incoming_arrow", incoming)
+            try:
+                if since is None and not table.full_copy and _is_empty(conn, table):
+                    # First copy: PostgreSQL's primary key already guarantees unique keys, so no merge is needed.
+                    conn.execute(
+                        f"INSERT INTO {_quote(table.name)} SELECT {_casts(table)} FROM _incoming_arrow"
+                    )
+                    added[table.name] = incoming.num_rows
+                    continue
+                conn.execute("CREATE OR REPLACE TEMP TABLE _incoming AS SELECT * FROM _incoming_arrow")
+            finally:
+                conn.unregister("_incoming_arrow")
+            added[table.name] = _merge(conn, table, replace_all=table.full_copy)
+            conn.execute("DROP TABLE _incoming")
+        _record_sync_state(conn, tables, added)
+    return added
+
+
+def _record_sync_state(
+    conn: duckdb.DuckDBPyConnection, tables: Sequence[SyncedTable], added: dict[str, int]
+) -> None:
+    for table in tables:
+        total = _count(conn, f"SELECT count(*) FROM {_quote(table.name)}")
+        conn.execute(
+            "INSERT OR REPLACE INTO sync_state VALUES (?, ?, ?, ?, now())",
+            [table.name, _watermark(conn, table), total, added.get(table.name, 0)],
+        )
+
+
+def record_rollup(conn: duckdb.DuckDBPyConnection, rollup: str, *, as_of: datetime, detail: str = "") -> None:
+    """Note when a rollup was made: the Metrics API reports it as `as_of`."""
+    conn.execute("INSERT OR REPLACE INTO rollup_runs VALUES (?, ?, ?)", [rollup, as_of, detail])
+
+
+def rollup_as_of(conn: duckdb.DuckDBPyConnection, rollup: str) -> datetime | None:
+    """When the named rollup was last made, or None if never (or before the table existed)."""
+    try:
+        value = scalar(conn, "SELECT as_of FROM rollup_runs WHERE rollup = ?", [rollup])
+    except duckdb.CatalogException:
+        return None
+    return value if isinstance(value, datetime) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Warehouse:
+    """Where the analytics files live under TRADEOS_HOME, and the only ways to write and read them."""
+
+    home: Path
+    lock_timeout_seconds: float = 600.0
+
+    @property
+    def published_path(self) -> Path:
+        return self.home / PUBLISHED_NAME
+
+    @property
+    def staging_path(self) -> Path:
+        return self.home / STAGING_DIR / STAGING_NAME
+
+    @property
+    def lock_path(self) -> Path:
+        return self.home / STAGING_DIR / LOCK_NAME
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.lock_timeout_seconds
+        with self.lock_path.open("a") as handle:
+            while True:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"another flow has held {self.lock_path} too long") from None
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    @contextmanager
+    def writer(self, *, publish: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to the staging file, alone among flows; on a clean exit the file is published."""
+        with self._exclusive():
+            if not self.staging_path.exists() and self.published_path.exists():
+                # A lost staging file is rebuilt from the last published copy rather than from scratch.
+                shutil.copyfile(self.published_path, self.staging_path)
+            conn = configure(duckdb.connect(str(self.staging_path)))
+            try:
+                ensure_schema(conn)
+                yield conn
+                conn.execute("CHECKPOINT")
+            finally:
+                conn.close()
+            if publish:
+                self._publish_locked()
+
+    def publish(self) -> Path:
+        """Atomically replace the analysts' file with the current staging file."""
+        with self._exclusive():
+            return self._publish_locked()
+
+    def _publish_locked(self) -> Path:
+        if not self.staging_path.exists():
+            conn = configure(duckdb.connect(str(self.staging_path)))
+            ensure_schema(conn)
+            conn.close()
+        self.published_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.published_path.with_name(f".{PUBLISHED_NAME}.{os.getpid()}.tmp")
+        shutil.copyfile(self.staging_path, tmp)
+        with tmp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.published_path)
+        return self.published_path
+
+    @contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived read-only connection to the published file; never blocks or is blocked by a flow."""
+        if not self.published_path.exists():
+            raise WarehouseMissingError(str(self.published_path))
+        conn = configure(duckdb.connect(str(self.published_path), read_only=True))
+        try:
+            yield conn
+        finally:
+            conn.close()

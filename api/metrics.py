@@ -1,0 +1,283 @@
+"""The Metrics API (port 18003, CONTRACT.md §5): figures read from the DuckDB rollups the flows publish.
+
+Each request opens the published `analytics.duckdb` read-only and closes it before answering, so the API never
+holds a lock a flow or an analyst could trip over.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Annotated, Any
+
+import duckdb
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from analytics.rollups import PERFORMANCE, SIGNALS, SYSTEM
+from analytics.warehouse import Warehouse, WarehouseMissingError, rollup_as_of
+from api.auth import redact_server_logs, require_token
+from api.schemas import UtcDatetime
+from live.settings import Settings
+
+API_TITLE = "TRADEOS Metrics API"
+_FLOW_OF_ROLLUP = {PERFORMANCE: "metrics-rollup", SYSTEM: "metrics-rollup", SIGNALS: "signal-ic"}
+
+
+class PerformanceMetrics(BaseModel):
+    """Risk and return over daily returns, and closed-trade statistics; null where undefined."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "sharpe_ratio": 1.42,
+                    "sortino_ratio": 2.1,
+                    "max_drawdown": 0.034,
+                    "total_return": 0.021,
+                    "annualized_return": 0.19,
+                    "win_rate": 0.54,
+                    "average_trade_duration_seconds": 5400.0,
+                    "total_trades": 212,
+                    "profit_factor": 1.3,
+                    "annualization": 252,
+                    "initial_capital": 100000.0,
+                    "first_day": "2026-01-05",
+                    "last_day": "2026-01-16",
+                    "as_of": "2026-01-16T12:05:00Z",
+                }
+            ]
+        }
+    )
+
+    sharpe_ratio: float | None
+    sortino_ratio: float | None
+    max_drawdown: float | None = Field(description="Positive fraction below the high-water mark.")
+    total_return: float | None
+    annualized_return: float | None
+    win_rate: float | None
+    average_trade_duration_seconds: float | None
+    total_trades: int
+    profit_factor: float | None
+    annualization: int
+    initial_capital: float | None
+    first_day: str | None
+    last_day: str | None
+    as_of: UtcDatetime
+
+
+class SignalMetrics(BaseModel):
+    """One signal type: IC statistics over its timestamps, and the closed trades it opened."""
+
+    signal_type: str
+    ic_mean: float | None
+    ic_std: float | None
+    ic_ir: float | None
+    ic_t_stat: float | None
+    n_periods: int
+    trades_closed: int
+    win_rate: float | None
+    pnl_contribution: float
+
+
+class SignalsMetrics(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "signals": [
+                        {
+                            "signal_type": "momentum",
+                            "ic_mean": 0.031,
+                            "ic_std": 0.29,
+                            "ic_ir": 0.107,
+                            "ic_t_stat": 4.2,
+                            "n_periods": 1540,
+                            "trades_closed": 88,
+                            "win_rate": 0.52,
+                            "pnl_contribution": 412.5,
+                        }
+                    ],
+                    "as_of": "2026-01-16T12:05:00Z",
+                }
+            ]
+        }
+    )
+
+    signals: list[SignalMetrics]
+    as_of: UtcDatetime
+
+
+class Percentiles(BaseModel):
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+class Latencies(BaseModel):
+    tick_to_order: Percentiles
+    api: Percentiles
+
+
+class SystemMetrics(BaseModel):
+    """Latency percentiles (ms), order counts and rejections, circuit-breaker activations."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "latency_ms": {
+                        "tick_to_order": {"p50": 0.21, "p95": 0.48, "p99": 0.9},
+                        "api": {"p50": 1.2, "p95": 3.4, "p99": 8.0},
+                    },
+                    "orders_submitted": 420,
+                    "orders_rejected": 12,
+                    "rejection_rate": 0.0286,
+                    "rejections_by_reason": {"POSITION_LIMIT": 9, "KILL_SWITCH": 3},
+                    "circuit_breaker_activations": 1,
+                    "api_requests": 1830,
+                    "as_of": "2026-01-16T12:05:00Z",
+                }
+            ]
+        }
+    )
+
+    latency_ms: Latencies
+    orders_submitted: int
+    orders_rejected: int
+    rejection_rate: float | None
+    rejections_by_reason: dict[str, int]
+    circuit_breaker_activations: int
+    api_requests: int
+    as_of: UtcDatetime
+
+
+def _finite(value: Any) -> Any:
+    """NaN and ±inf are not JSON numbers: they become null."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _rows(conn: duckdb.DuckDBPyConnection, sql: str) -> list[dict[str, Any]]:
+    cursor = conn.execute(sql)
+    names = [d[0] for d in cursor.description or []]
+    return [{n: _finite(v) for n, v in zip(names, row, strict=True)} for row in cursor.fetchall()]
+
+
+def _no_rollup(rollup: str) -> HTTPException:
+    return HTTPException(
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        detail=f"no rollup yet: run `tradeos flows run {_FLOW_OF_ROLLUP[rollup]}`",
+        headers={"Retry-After": "60"},
+    )
+
+
+def get_warehouse(request: Request) -> Warehouse:
+    settings: Settings = request.app.state.settings
+    return Warehouse(settings.home_dir)
+
+
+WarehouseDep = Annotated[Warehouse, Depends(get_warehouse)]
+
+
+@contextmanager
+def _rollup(warehouse: Warehouse, rollup: str) -> Iterator[tuple[duckdb.DuckDBPyConnection, datetime]]:
+    """A read-only connection to the published file and the rollup's `as_of`; 503 if it was never made."""
+    try:
+        with warehouse.reader() as conn:
+            as_of = rollup_as_of(conn, rollup)
+            if as_of is None:
+                raise _no_rollup(rollup)
+            yield conn, as_of
+    except WarehouseMissingError:
+        raise _no_rollup(rollup) from None
+
+
+router = APIRouter(prefix="/metrics", dependencies=[Depends(require_token)])
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or wrong bearer token."},
+    503: {"description": "The rollup has not been made yet; the detail names the flow to run."},
+}
+
+
+@router.get("/performance", responses=_ERRORS)
+def performance(warehouse: WarehouseDep) -> PerformanceMetrics:
+    """Sharpe, Sortino, drawdown, returns and closed-trade statistics from the `metrics-rollup` flow."""
+    with _rollup(warehouse, PERFORMANCE) as (conn, as_of):
+        rows = _rows(conn, "SELECT * EXCLUDE (as_of) FROM performance_summary")
+    if not rows:
+        raise _no_rollup(PERFORMANCE)
+    row = rows[0]
+    for day in ("first_day", "last_day"):
+        row[day] = row[day].isoformat() if row[day] is not None else None
+    return PerformanceMetrics(**row, as_of=as_of)
+
+
+@router.get("/signals", responses=_ERRORS)
+def signals(warehouse: WarehouseDep) -> SignalsMetrics:
+    """IC, IR, t-statistic, win rate and P&L contribution per signal type from the `signal-ic` flow."""
+    with _rollup(warehouse, SIGNALS) as (conn, as_of):
+        rows = _rows(conn, "SELECT * EXCLUDE (as_of) FROM signal_summary ORDER BY signal_type")
+    return SignalsMetrics(signals=[SignalMetrics(**row) for row in rows], as_of=as_of)
+
+
+@router.get("/system", responses=_ERRORS)
+def system(warehouse: WarehouseDep) -> SystemMetrics:
+    """Tick-to-order and API latency percentiles, orders, rejections by reason, breaker activations."""
+    with _rollup(warehouse, SYSTEM) as (conn, as_of):
+        rows = _rows(conn, "SELECT * FROM system_metrics")
+        reasons = _rows(conn, "SELECT reason, orders FROM rejections_by_reason ORDER BY orders DESC, reason")
+    if not rows:
+        raise _no_rollup(SYSTEM)
+    row = rows[0]
+    return SystemMetrics(
+        latency_ms=Latencies(
+            tick_to_order=Percentiles(
+                p50=row["tick_to_order_p50_ms"],
+                p95=row["tick_to_order_p95_ms"],
+                p99=row["tick_to_order_p99_ms"],
+            ),
+            api=Percentiles(p50=row["api_p50_ms"], p95=row["api_p95_ms"], p99=row["api_p99_ms"]),
+        ),
+        orders_submitted=row["orders_submitted"],
+        orders_rejected=row["orders_rejected"],
+        rejection_rate=row["rejection_rate"],
+        rejections_by_reason={r["reason"]: int(r["orders"]) for r in reasons},
+        circuit_breaker_activations=row["circuit_breaker_activations"],
+        api_requests=row["api_requests"],
+        as_of=as_of,
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The Metrics API app for port 18003; bearer auth on every route when `settings.tool_token` is set."""
+    app = FastAPI(
+        title=API_TITLE,
+        description="Performance, signal and system figures from the DuckDB rollups (CONTRACT.md §5). With "
+        "`TRADEOS_TOOL_TOKEN` set, every endpoint needs `Authorization: Bearer <token>`.",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.settings = settings
+    app.include_router(router)
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_token)])
+    def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[Depends(require_token)])
+    def docs() -> HTMLResponse:
+        # The page embeds the schema, so the browser never fetches it without the header.
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{API_TITLE} - docs",
+            swagger_ui_parameters={"spec": app.openapi()},
+        )
+
+    redact_server_logs()
+    return app
