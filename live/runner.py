@@ -29,6 +29,7 @@ from live.feeds.base import Feed
 from live.profiles import get_profile
 from live.regime import RegimeClassifier
 from live.risk import breakers
+from live.risk.breakers import POSTGRES_UNREACHABLE
 from live.risk.checks import KILL_SWITCH_UNREACHABLE, TRADING_HALTED
 from live.settings import Settings
 from live.stores.postgres import FencedError, PostgresStore, apply_migrations
@@ -80,6 +81,8 @@ class EngineRunner:
         self.redis_down = False
         self.postgres_down = False
         self.last_loop_wall = time.monotonic()
+        self.last_commit = 0.0
+        self.lease_valid_until = 0.0
         self.waiting_for_feed_since: float | None = None
         self.pending_publish: list[str] = []
         self.bars_processed = 0
@@ -127,6 +130,7 @@ class EngineRunner:
             token = pg.acquire_lease(holder=self.holder, ttl_seconds=self.settings.lease_ttl_seconds)
             if token is not None:
                 self.token = token
+                self.lease_valid_until = time.monotonic() + self.settings.lease_ttl_seconds
                 log.info("engine %s holds the book (fencing token %s)", self.holder, token)
                 return True
             if not announced:
@@ -251,9 +255,12 @@ class EngineRunner:
             self.stop_event.wait(0.1)
 
     def _gate(self) -> str | None:
-        """Asked right before an order is submitted: the kill switch must be readable and clear."""
-        if self.lease_lost.is_set():
+        """Asked right before an order is submitted: the lease must be valid by our own clock, PostgreSQL
+        reachable (pinged if nothing was committed lately), and the kill switch readable and clear."""
+        if self.lease_lost.is_set() or time.monotonic() > self.lease_valid_until:
             return LEASE_LOST
+        if self.postgres_down or not self._postgres_alive():
+            return POSTGRES_UNREACHABLE
         assert self._redis is not None
         try:
             halted = self._redis.kill_switch_set()
@@ -261,6 +268,17 @@ class EngineRunner:
             self._redis_outage()
             return KILL_SWITCH_UNREACHABLE
         return TRADING_HALTED if halted else None
+
+    def _postgres_alive(self) -> bool:
+        if time.monotonic() - self.last_commit < _FLUSH_SECONDS:
+            return True
+        assert self._pg is not None
+        try:
+            self._pg.conn.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        self.last_commit = time.monotonic()
+        return True
 
     def _flush(self, pg: PostgresStore) -> None:
         """Commits the outbox (retrying through a PostgreSQL outage, trading nothing meanwhile), then publishes."""
@@ -279,6 +297,7 @@ class EngineRunner:
             hwm = engine.portfolio.high_water_mark
             profile = engine.profile.name
             state = engine.state.value
+        give_up_at: float | None = None
         while True:
             try:
                 pg.write_outbox(
@@ -289,6 +308,7 @@ class EngineRunner:
                     trading_state=state,
                     positions=positions,
                 )
+                self.last_commit = time.monotonic()
                 if self.postgres_down:
                     self.postgres_down = False
                     log.warning("PostgreSQL is reachable again; trading resumes its normal course")
@@ -298,7 +318,7 @@ class EngineRunner:
                 log.error("this engine lost the lease: its writes are fenced off; stopping")
                 self.stop_event.set()
                 return
-            except psycopg.Error as exc:
+            except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 if not self.postgres_down:
                     self.postgres_down = True
                     log.error("PostgreSQL unreachable (%s); no order is submitted until it is back", exc)
@@ -311,16 +331,39 @@ class EngineRunner:
                     )
                     outbox.risk_events.append(event)
                     self._publish([envelope("risk_event", risk_event_json(event))])
-                if self.stop_event.is_set() and time.monotonic() > getattr(self, "_give_up_at", float("inf")):
-                    log.error("stopping with %d unwritten bars (PostgreSQL still down)", len(outbox.bars))
-                    return
-                if self.stop_event.is_set() and not hasattr(self, "_give_up_at"):
-                    self._give_up_at = time.monotonic() + 10
+                if self.stop_event.is_set():
+                    give_up_at = give_up_at or time.monotonic() + 10
+                    if time.monotonic() > give_up_at:
+                        log.error("stopping with %d unwritten bars (PostgreSQL still down)", len(outbox.bars))
+                        return
                 time.sleep(0.5)
                 try:
                     pg.reconnect()
                 except psycopg.Error:
                     continue
+            except psycopg.Error as exc:
+                # Not an outage: the record refuses this batch. Trading stops loudly rather than retrying forever.
+                log.critical(
+                    "PostgreSQL refused a batch (%s: %s); halting and stopping the engine",
+                    type(exc).__name__,
+                    exc,
+                )
+                self._publish(
+                    [
+                        envelope(
+                            "risk_event",
+                            {
+                                "timestamp": iso(datetime.now(UTC)),
+                                "code": "RECORD_REFUSED",
+                                "detail": f"PostgreSQL refused a batch: {type(exc).__name__}",
+                                "symbol": None,
+                                "halts_trading": True,
+                            },
+                        )
+                    ]
+                )
+                self.stop_event.set()
+                raise
         self._after_commit(outbox)
 
     def _after_commit(self, outbox: Outbox) -> None:
@@ -534,10 +577,14 @@ class EngineRunner:
     def _renew_lease(self, pg: PostgresStore) -> None:
         if self.token is None:
             return
+        asked_at = time.monotonic()
         try:
-            if not pg.renew_lease(
+            if pg.renew_lease(
                 holder=self.holder, token=self.token, ttl_seconds=self.settings.lease_ttl_seconds
             ):
+                # Valid until the TTL from when we asked, by our own clock: a frozen engine wakes up expired.
+                self.lease_valid_until = asked_at + self.settings.lease_ttl_seconds
+            else:
                 log.error("lease lost to another engine: no further order is submitted")
                 self.lease_lost.set()
         except psycopg.Error:

@@ -3,21 +3,37 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import struct
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib import resources
 from typing import Any
 
 import psycopg
 
-from live.domain import ControlAction, Fill, Order, RiskEvent, Side, TradingState
-from live.engine import Outbox
+from live.domain import Bar, ControlAction, EquitySnapshot, Fill, Order, RiskEvent, Side, TradingState
+from live.engine import Outbox, SignalRow
 
 log = logging.getLogger(__name__)
 
 _MIGRATION_LOCK = 0x7261_6465_6F73  # advisory lock key: one migrator at a time
+
+
+# Binary COPY (PostgreSQL's own wire format): the server parses no text and the client formats each row with
+# one struct.pack. Bars and signals are most of what the engine writes (bench/README.md).
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
+_COPY_TRAILER = b"\xff\xff"
+_COPY_CHUNK_ROWS = 4096  # rows per write: the server parses one chunk while the next is formatted
+_BAR_HEAD = struct.Struct(">hiq")  # 8 fields; timestamptz (length 8, microseconds since 2000-01-01 UTC)
+_BAR_PRICES = struct.Struct(">" + "id" * 6)  # open, high, low, close, volume, spread: float8 each
+_SIGNAL_HEAD = struct.Struct(">hiq")  # 7 fields; timestamptz
+_FLOAT8 = struct.Struct(">id")
+_INT4 = struct.Struct(">ii")
+_BOOL = {True: b"\x00\x00\x00\x01\x01", False: b"\x00\x00\x00\x01\x00"}
 
 
 class FencedError(RuntimeError):
@@ -242,27 +258,34 @@ class PostgresStore:
             row = cur.execute("SELECT token FROM engine_lease WHERE id = 1 FOR SHARE").fetchone()
             if row is None or int(row[0]) != token:
                 raise FencedError(f"lease token {token} is stale (current: {row[0] if row else None})")
+            # A retry after a COMMIT whose reply was lost must not write the batch twice.
+            done = cur.execute("SELECT last_bar_ts FROM engine_state WHERE id = 1 FOR UPDATE").fetchone()
+            if (
+                outbox.last_bar_ts is not None
+                and done
+                and done[0] is not None
+                and done[0] >= outbox.last_bar_ts
+            ):
+                log.warning("batch up to %s was already committed; not writing it again", outbox.last_bar_ts)
+                return
             if outbox.bars:
-                with cur.copy(
-                    "COPY bars (timestamp, symbol, open, high, low, close, volume, spread) FROM STDIN"
-                ) as copy:
-                    for b in outbox.bars:
-                        copy.write_row(
-                            (b.timestamp, b.symbol, b.open, b.high, b.low, b.close, b.volume, b.spread)
-                        )
+                _copy_binary(
+                    cur,
+                    "COPY bars (timestamp, symbol, open, high, low, close, volume, spread) FROM STDIN",
+                    _bar_rows(outbox.bars),
+                )
             if outbox.signal_rows:
-                with cur.copy(
-                    "COPY signals (timestamp, symbol, signal_type, strength, horizon_bars, regime, actionable)"
-                    " FROM STDIN"
-                ) as copy:
-                    for s in outbox.signal_rows:
-                        copy.write_row(s)
+                _copy_binary(
+                    cur,
+                    "COPY signals (timestamp, symbol, signal_type, horizon_bars, regime, actionable, strength)"
+                    " FROM STDIN",
+                    _signal_rows(outbox.signal_rows),
+                )
             if outbox.equity:
                 with cur.copy(
                     "COPY equity (timestamp, total_value, cash, high_water_mark) FROM STDIN"
                 ) as copy:
-                    for e in outbox.equity:
-                        copy.write_row((e.timestamp, e.total_value, e.cash, high_water_mark))
+                    copy.write(_equity_text(outbox.equity, high_water_mark))
             if outbox.orders:
                 cur.executemany(
                     "INSERT INTO orders (id, timestamp, symbol, side, quantity, signal_type, reduces_position,"
@@ -342,3 +365,73 @@ class PostgresStore:
                 " profile = %s, trading_state = %s, updated_at = now() WHERE id = 1",
                 (outbox.last_bar_ts, high_water_mark, profile, trading_state),
             )
+
+
+def _copy_binary(cur: psycopg.Cursor[Any], statement: str, rows: Iterator[bytes]) -> None:
+    """COPY ... FROM STDIN in binary format, written in chunks of pre-encoded rows."""
+    with cur.copy(statement + " (FORMAT BINARY)") as copy:
+        chunk = [_COPY_HEADER]
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= _COPY_CHUNK_ROWS:
+                copy.write(b"".join(chunk))
+                chunk = []
+        chunk.append(_COPY_TRAILER)
+        copy.write(b"".join(chunk))
+
+
+def _text_field(value: str) -> bytes:
+    encoded = value.encode()
+    return len(encoded).to_bytes(4, "big") + encoded
+
+
+def _microseconds(timestamp: datetime) -> int:
+    return (timestamp - _PG_EPOCH) // _MICROSECOND
+
+
+def _bar_rows(bars: Iterable[Bar]) -> Iterator[bytes]:
+    """Binary COPY rows of `bars`; timestamps and symbols are encoded once each (a step's bars share one)."""
+    symbols: dict[str, bytes] = {}
+    last_ts: datetime | None = None
+    head = b""
+    prices = _BAR_PRICES.pack
+    for b in bars:
+        if b.timestamp is not last_ts:
+            last_ts = b.timestamp
+            head = _BAR_HEAD.pack(8, 8, _microseconds(last_ts))
+        symbol = symbols.get(b.symbol)
+        if symbol is None:
+            symbol = symbols[b.symbol] = _text_field(b.symbol)
+        yield head + symbol + prices(8, b.open, 8, b.high, 8, b.low, 8, b.close, 8, b.volume, 8, b.spread)
+
+
+def _signal_rows(rows: Iterable[SignalRow]) -> Iterator[bytes]:
+    """Binary COPY rows of the engine's signal rows, strength last: all that precedes it repeats from step to
+    step, so it is encoded once per (symbol, type, horizon, regime, actionable)."""
+    prefixes: dict[tuple[str, str, int, str, bool], bytes] = {}
+    last_ts: datetime | None = None
+    head = b""
+    strength_field = _FLOAT8.pack
+    for timestamp, symbol, signal_type, strength, horizon_bars, regime, actionable in rows:
+        if timestamp is not last_ts:
+            last_ts = timestamp
+            head = _SIGNAL_HEAD.pack(7, 8, _microseconds(timestamp))
+        key = (symbol, signal_type, horizon_bars, regime, actionable)
+        prefix = prefixes.get(key)
+        if prefix is None:
+            prefix = prefixes[key] = (
+                _text_field(symbol)
+                + _text_field(signal_type)
+                + _INT4.pack(4, horizon_bars)
+                + _text_field(regime)
+                + _BOOL[bool(actionable)]
+            )
+        yield head + prefix + strength_field(8, strength)
+
+
+def _equity_text(snapshots: Sequence[EquitySnapshot], high_water_mark: Decimal) -> bytes:
+    """Text COPY rows of the equity snapshots (Decimals as written, one row per step)."""
+    hwm = str(high_water_mark)
+    return "".join(
+        f"{e.timestamp.isoformat()}\t{e.total_value}\t{e.cash}\t{hwm}\n" for e in snapshots
+    ).encode()
