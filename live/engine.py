@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import overload
 
 from live.domain import (
     Bar,
@@ -52,13 +53,80 @@ def _no_gate() -> str | None:
     return None
 
 
+class ActionableSignals(Sequence[Signal]):
+    """The actionable signal values of an outbox, read as `Signal` events. The engine keeps the rows it records
+    anyway and builds an event only when one is read: most are never published, and a frozen event per value
+    was a measurable share of a step (bench/README.md)."""
+
+    __slots__ = ("_rows", "append_row")
+
+    def __init__(self, rows: Iterable[SignalRow] = ()) -> None:
+        self._rows: list[SignalRow] = list(rows)
+        # The list's own append: recording a row costs no more than appending it to a list.
+        self.append_row: Callable[[SignalRow], None] = self._rows.append
+
+    def append(self, signal: Signal) -> None:
+        self._rows.append(
+            (
+                signal.timestamp,
+                signal.symbol,
+                signal.signal_type,
+                signal.strength,
+                signal.horizon_bars,
+                signal.regime,
+                True,
+            )
+        )
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Signal: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Signal]: ...
+
+    def __getitem__(self, index: int | slice) -> Signal | list[Signal]:
+        if isinstance(index, slice):
+            return [_signal(row) for row in self._rows[index]]
+        return _signal(self._rows[index])
+
+    def __iter__(self) -> Iterator[Signal]:
+        return map(_signal, self._rows)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ActionableSignals):
+            return self._rows == other._rows
+        if isinstance(other, Sequence):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"ActionableSignals({list(self)!r})"
+
+
+def _signal(row: SignalRow) -> Signal:
+    timestamp, symbol, signal_type, strength, horizon_bars, regime, _ = row
+    return Signal(
+        timestamp=timestamp,
+        symbol=symbol,
+        signal_type=signal_type,
+        strength=strength,
+        horizon_bars=horizon_bars,
+        regime=regime,
+    )
+
+
 @dataclass(slots=True)
 class Outbox:
     """Everything the engine produced since the runner last took it, in order."""
 
     bars: list[Bar] = field(default_factory=list)
     signal_rows: list[SignalRow] = field(default_factory=list)
-    actionable_signals: list[Signal] = field(default_factory=list)
+    actionable_signals: ActionableSignals = field(default_factory=ActionableSignals)
     orders: list[Order] = field(default_factory=list)
     order_updates: list[tuple[str, OrderStatus]] = field(default_factory=list)
     fills: list[Fill] = field(default_factory=list)
@@ -107,8 +175,17 @@ class Engine:
         self.state_actor = "startup"
         self.state_since: datetime | None = None
         self.last_timestamp: datetime | None = None
-        self.last_close: dict[str, Decimal] = {}
-        self.previous_close: dict[str, Decimal] = {}
+        # Closes stay floats; a Decimal is made only where money is at stake (marks of open positions, sizing,
+        # checks). Converting every close was a fifth of a step.
+        self._closes: dict[str, float] = {}
+        self._previous_closes: dict[str, float] = {}
+        # Per symbol, (signal type, bound update, horizon) of its models, so a step does no per-model lookups.
+        self._updates = {
+            symbol: tuple((name, model.update, model.horizon_bars) for name, model in models.items())
+            for symbol, models in self.models.items()
+        }
+        self._weights_for: tuple[Profile, str, dict[str, float]] | None = None
+        self._holding_periods: dict[tuple[str, timedelta], timedelta] = {}
         self.opening_signal: dict[str, str] = {}
         self.opened_at: dict[str, datetime] = {}
         self.bar_interval = timedelta(seconds=bar_seconds)
@@ -116,6 +193,16 @@ class Engine:
         self._submitted: deque[datetime] = deque()
         self._rejections = breakers.RejectStorm()
         self._drawdown_refused: dict[str, datetime] = {}
+
+    @property
+    def last_close(self) -> dict[str, Decimal]:
+        """The last close of every symbol seen, as the decimal a human would read."""
+        return {symbol: to_decimal(close) for symbol, close in self._closes.items()}
+
+    @property
+    def previous_close(self) -> dict[str, Decimal]:
+        """The close before the last one, for every symbol with two bars or more."""
+        return {symbol: to_decimal(close) for symbol, close in self._previous_closes.items()}
 
     @property
     def current_regime(self) -> str:
@@ -199,10 +286,11 @@ class Engine:
     def warm_up(self, bars: Sequence[Bar]) -> None:
         """Advances signals, regime and marks over a bar already processed before a restart; trades nothing."""
         timestamp = bars[0].timestamp
+        updates = self._updates
         for bar in bars:
-            for model in self.models[bar.symbol].values():
-                model.update(bar)
-            self._mark(bar)
+            for _, update, _ in updates[bar.symbol]:
+                update(bar)
+        self._mark(bars)
         self.regime.update(timestamp, bars)
         self.last_timestamp = timestamp
 
@@ -218,11 +306,12 @@ class Engine:
         out.bars.extend(bars)
         out.last_bar_ts = timestamp
 
-        for bar in bars:
-            for order in self.broker.take_fillable(bar):
-                self._fill(order, bar)
-        for bar in bars:
-            self._mark(bar)
+        broker = self.broker
+        if broker.pending:
+            for bar in bars:
+                for order in broker.take_fillable(bar):
+                    self._fill(order, bar)
+        self._mark(bars)
         value = book.update_high_water_mark()
         out.equity.append(EquitySnapshot(timestamp=timestamp, total_value=value, cash=book.cash))
         drawdown = book.drawdown()
@@ -240,41 +329,38 @@ class Engine:
         if change is not None:
             out.regime_changes.append(change)
         regime = self.current_regime
-        weights = self.profile.weights_for(regime)
+        weights = self._weights(regime)
         threshold = self.profile.signal_threshold
         composites: dict[str, tuple[float, str]] = {}
+        record = out.signal_rows.append
+        record_actionable = out.actionable_signals.append_row
+        updates = self._updates
         for bar in bars:
+            symbol = bar.symbol
             numerator = 0.0
             denominator = 0.0
             lead_type = ""
             lead = 0.0
-            for signal_type, model in self.models[bar.symbol].items():
-                strength = model.update(bar)
+            for signal_type, update, horizon_bars in updates[symbol]:
+                strength = update(bar)
                 if strength is None:
                     continue
                 weight = weights[signal_type]
-                actionable = weight > 0 and abs(strength) >= threshold
-                out.signal_rows.append(
-                    (timestamp, bar.symbol, signal_type, strength, model.horizon_bars, regime, actionable)
-                )
-                if actionable:
-                    out.actionable_signals.append(
-                        Signal(
-                            timestamp=timestamp,
-                            symbol=bar.symbol,
-                            signal_type=signal_type,
-                            strength=strength,
-                            horizon_bars=model.horizon_bars,
-                            regime=regime,
-                        )
-                    )
                 if weight > 0:
-                    numerator += weight * strength
+                    actionable = abs(strength) >= threshold
+                    row = (timestamp, symbol, signal_type, strength, horizon_bars, regime, actionable)
+                    record(row)
+                    if actionable:
+                        record_actionable(row)
+                    weighted = weight * strength
+                    numerator += weighted
                     denominator += weight
-                    if abs(weight * strength) > lead:
-                        lead, lead_type = abs(weight * strength), signal_type
+                    if abs(weighted) > lead:
+                        lead, lead_type = abs(weighted), signal_type
+                else:
+                    record((timestamp, symbol, signal_type, strength, horizon_bars, regime, False))
             if denominator > 0:
-                composites[bar.symbol] = (numerator / denominator, lead_type)
+                composites[symbol] = (numerator / denominator, lead_type)
 
         if self.state is TradingState.HALTED:
             return
@@ -284,13 +370,37 @@ class Engine:
 
     # -- internals ------------------------------------------------------------------------------------
 
-    def _mark(self, bar: Bar) -> None:
-        price = to_decimal(bar.close)
-        previous = self.last_close.get(bar.symbol)
-        if previous is not None:
-            self.previous_close[bar.symbol] = previous
-        self.last_close[bar.symbol] = price
-        self.portfolio.mark(bar.symbol, price)
+    def _weights(self, regime: str) -> dict[str, float]:
+        """The profile's weights in `regime` as a plain dict, remade only when the profile or regime changes."""
+        cached = self._weights_for
+        profile = self.profile
+        if cached is None or cached[0] is not profile or cached[1] != regime:
+            cached = self._weights_for = (profile, regime, dict(profile.weights_for(regime)))
+        return cached[2]
+
+    def _holding_period(self, signal_type: str) -> timedelta:
+        """How long a position opened on `signal_type` is held at least: its forecast horizon in bars."""
+        key = (signal_type, self.bar_interval)
+        period = self._holding_periods.get(key)
+        if period is None:
+            period = self._holding_periods[key] = HORIZONS.get(signal_type, 0) * self.bar_interval
+        return period
+
+    def _mark(self, bars: Sequence[Bar]) -> None:
+        """Records the closes; re-marks the book only where a position is open (the others' marks are unused)."""
+        closes = self._closes
+        previous_closes = self._previous_closes
+        positions = self.portfolio.positions
+        marks = self.portfolio.marks
+        for bar in bars:
+            symbol = bar.symbol
+            previous = closes.get(symbol)
+            if previous is not None:
+                previous_closes[symbol] = previous
+            closes[symbol] = bar.close
+            position = positions.get(symbol)
+            if position is not None and position.quantity:
+                marks[symbol] = to_decimal(bar.close)
 
     def _fill(self, order: Order, bar: Bar) -> None:
         price = self.broker.fill_price(bar, order.side)
@@ -322,20 +432,24 @@ class Engine:
         the position has been held for the opening signal's horizon (its forecast needs that long to play out).
         A position is never reversed in one order: it is closed first, and may reopen on a later bar."""
         profile = self.profile
-        orders = []
-        stamp = f"{timestamp:%Y%m%dT%H%M%S}"
+        orders: list[Order] = []
+        stamp = ""
+        pending = self.broker.pending
+        positions = self.portfolio.positions
+        may_open = self.state is not TradingState.REDUCE_ONLY
         for symbol, (composite, lead_type) in composites.items():
-            if self.broker.has_pending(symbol):
+            if pending.get(symbol):
                 continue
-            quantity = self.portfolio.quantity(symbol)
+            position = positions.get(symbol)
+            quantity = position.quantity if position is not None else 0
             if quantity != 0:
                 direction = 1 if quantity > 0 else -1
                 opened = self.opened_at.get(symbol)
                 opener = self.opening_signal.get(symbol, lead_type)
-                horizon = HORIZONS.get(opener, 0) * self.bar_interval
-                if opened is not None and timestamp - opened < horizon:
+                if opened is not None and timestamp - opened < self._holding_period(opener):
                     continue
                 if composite * direction < profile.exit_threshold:
+                    stamp = stamp or f"{timestamp:%Y%m%dT%H%M%S}"
                     orders.append(
                         Order(
                             id=f"{stamp}-{symbol}-close",
@@ -348,15 +462,16 @@ class Engine:
                         )
                     )
                 continue
-            if abs(composite) < profile.signal_threshold or self.state is TradingState.REDUCE_ONLY:
+            if abs(composite) < profile.signal_threshold or not may_open:
                 continue
             refused_at = self._drawdown_refused.get(symbol)
             if refused_at is not None and timestamp - refused_at < _DRAWDOWN_RETRY:
                 continue
-            price = self.last_close[symbol]
+            price = to_decimal(self._closes[symbol])
             size = int(profile.max_position_fraction * equity / price)
             if size <= 0:
                 continue
+            stamp = stamp or f"{timestamp:%Y%m%dT%H%M%S}"
             orders.append(
                 Order(
                     id=f"{stamp}-{symbol}-open",
@@ -388,12 +503,14 @@ class Engine:
         gate_asked = False
         for order in proposals:
             signed = order.quantity if order.side is Side.BUY else -order.quantity
+            price = to_decimal(self._closes[order.symbol])
+            previous = self._previous_closes.get(order.symbol)
             reason = pre_trade_check(
                 OrderCheck(
                     signed_quantity=signed,
                     reduces_position=order.reduces_position,
-                    price=self.last_close[order.symbol],
-                    previous_price=self.previous_close.get(order.symbol),
+                    price=price,
+                    previous_price=None if previous is None else to_decimal(previous),
                     position_quantity=book.quantity(order.symbol),
                     equity=equity,
                     gross_exposure=gross,
@@ -419,7 +536,7 @@ class Engine:
                 self.outbox.latencies_us[order.id] = (time.perf_counter_ns() - started_ns) / 1000
                 self._submitted.append(timestamp)
                 if not order.reduces_position:
-                    gross += order.quantity * self.last_close[order.symbol]
+                    gross += order.quantity * price
 
     def _reject(self, order: Order, reason: str) -> None:
         timestamp = order.timestamp

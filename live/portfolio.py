@@ -136,10 +136,20 @@ class Portfolio:
         return position.quantity * self.marks.get(symbol, position.avg_price)
 
     def total_value(self) -> Decimal:
-        return self.cash + sum((self.market_value(s) for s in self.positions), ZERO)
+        marks = self.marks
+        held = ZERO
+        for symbol, position in self.positions.items():
+            if position.quantity:
+                held += position.quantity * marks.get(symbol, position.avg_price)
+        return self.cash + held
 
     def gross_exposure(self) -> Decimal:
-        return sum((abs(self.market_value(s)) for s in self.positions), ZERO)
+        marks = self.marks
+        gross = ZERO
+        for symbol, position in self.positions.items():
+            if position.quantity:
+                gross += abs(position.quantity * marks.get(symbol, position.avg_price))
+        return gross
 
     def unrealized_pnl(self) -> Decimal:
         total = ZERO

@@ -31,6 +31,11 @@ TREND_HALFLIFE = 240
 LONG_HALFLIFE = 1440
 WARMUP_BARS = 60
 
+# Module-level aliases: MarketFeatures.update runs once per cross-section, live and over all of history.
+_INF = math.inf
+_log, _sqrt, _exp = math.log, math.sqrt, math.exp
+_REGIME_SET = frozenset(REGIMES)
+
 
 def _alpha(halflife: float) -> float:
     return 1.0 - 0.5 ** (1.0 / halflife)
@@ -94,49 +99,52 @@ class MarketFeatures:
         n = 0
         for bar in bars:
             close = bar.close
-            if not close > 0.0 or not math.isfinite(close):
+            if not 0.0 < close < _INF:
                 continue
-            last = prev.get(bar.symbol)
-            prev[bar.symbol] = close
+            symbol = bar.symbol
+            last = prev.get(symbol)
+            prev[symbol] = close
             if last is not None:
-                ret = math.log(close / last)
+                ret = _log(close / last)
                 total += ret
                 total_sq += ret * ret
                 n += 1
         if n == 0:
             return None
         r = total / n
-        cs_std = math.sqrt(max(total_sq / n - r * r, 0.0))
+        cs_std = _sqrt(max(total_sq / n - r * r, 0.0))
         r2 = r * r
 
         d = 1.0 - self._a_short
         self._short_s = d * self._short_s + r2
         self._disp_s = d * self._disp_s + cs_std
-        self._short_w = d * self._short_w + 1.0
-        d = 1.0 - self._a_long
-        self._long_s = d * self._long_s + r2
-        self._long_w = d * self._long_w + 1.0
+        short_w = self._short_w = d * self._short_w + 1.0
+        a_long = self._a_long
+        d = 1.0 - a_long
+        long_s = self._long_s = d * self._long_s + r2
+        long_w = self._long_w = d * self._long_w + 1.0
         d = 1.0 - self._a_trend
         if self._count > 0:
             self._trend_lag = d * self._trend_lag + r * self._last_r
             self._lag_w = d * self._lag_w + 1.0
-        self._trend_m1 = d * self._trend_m1 + r
-        self._trend_m2 = d * self._trend_m2 + r2
-        self._trend_w = d * self._trend_w + 1.0
-        self._trend_w2 = d * d * self._trend_w2 + 1.0
+        trend_m1 = self._trend_m1 = d * self._trend_m1 + r
+        trend_m2 = self._trend_m2 = d * self._trend_m2 + r2
+        trend_w = self._trend_w = d * self._trend_w + 1.0
+        trend_w2 = self._trend_w2 = d * d * self._trend_w2 + 1.0
         self._last_r = r
-        self._index += r
-        self._peak = max(self._index, self._peak - self._a_long * (self._peak - self._index))
-        self._count += 1
-        if self._count < WARMUP_BARS:
+        index = self._index = self._index + r
+        peak = self._peak
+        peak = self._peak = max(index, peak - a_long * (peak - index))
+        count = self._count = self._count + 1
+        if count < WARMUP_BARS:
             return None
 
-        vol_short = math.sqrt(self._short_s / self._short_w)
-        vol_long = math.sqrt(self._long_s / self._long_w)
-        trend_m2 = self._trend_m2 / self._trend_w
+        vol_short = _sqrt(self._short_s / short_w)
+        vol_long = _sqrt(long_s / long_w)
+        trend_m2 = trend_m2 / trend_w
         # Standard error of a weighted mean: sigma * sqrt(sum w^2) / sum w.
-        trend_se = math.sqrt(trend_m2 * self._trend_w2) / self._trend_w
-        trend_mean = self._trend_m1 / self._trend_w
+        trend_se = _sqrt(trend_m2 * trend_w2) / trend_w
+        trend_mean = trend_m1 / trend_w
         lag_mean = self._trend_lag / self._lag_w
         return {
             "vol_short": vol_short,
@@ -144,8 +152,8 @@ class MarketFeatures:
             "vol_ratio": vol_short / vol_long if vol_long > 0.0 else 1.0,
             "trend_strength": trend_mean / trend_se if trend_se > 0.0 else 0.0,
             "autocorr": max(-1.0, min(1.0, lag_mean / trend_m2)) if trend_m2 > 0.0 else 0.0,
-            "dispersion": self._disp_s / self._short_w / vol_long if vol_long > 0.0 else 0.0,
-            "drawdown": 1.0 - math.exp(self._index - self._peak),
+            "dispersion": self._disp_s / short_w / vol_long if vol_long > 0.0 else 0.0,
+            "drawdown": 1.0 - _exp(index - peak),
         }
 
 
@@ -292,7 +300,7 @@ class RegimeTracker:
             label = self._sticky.classify_from(self._current, features)
         else:
             label = self._classifier.classify(features)
-        if label not in REGIMES:
+        if label not in _REGIME_SET:
             raise ValueError(f"classifier {self._classifier.name} returned unknown regime {label!r}")
         if label == self._candidate:
             self._streak += 1

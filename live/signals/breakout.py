@@ -7,6 +7,8 @@ from collections import deque
 
 from live.domain import Bar
 
+_INF = math.inf
+
 
 class Breakout:
     """2 x (close - lowest low) / (highest high - lowest low) - 1 over the last `window` bars, this one included.
@@ -31,15 +33,18 @@ class Breakout:
 
     def update(self, bar: Bar) -> float | None:
         """Fold in one bar; return the strength in [-1, 1], or None while warming up."""
-        close, high, low = bar.close, bar.high, bar.low
-        if not (0.0 < close < math.inf and 0.0 < low <= high < math.inf):
+        close = bar.close
+        high = bar.high
+        low = bar.low
+        if not (0.0 < close < _INF and 0.0 < low <= high < _INF):
             return None
         n = self._count
         self._count = n + 1
-        highs, lows = self._highs, self._lows
+        highs = self._highs
         while highs and highs[-1][1] <= high:
             highs.pop()
         highs.append((n, high))
+        lows = self._lows
         while lows and lows[-1][1] >= low:
             lows.pop()
         lows.append((n, low))
@@ -48,13 +53,12 @@ class Breakout:
             highs.popleft()
         if lows[0][0] <= oldest:
             lows.popleft()
-        if n + 1 < self._window:
+        if n < self._window - 1:
             return None
-        top = highs[0][1]
         bottom = lows[0][1]
-        width = top - bottom
+        width = highs[0][1] - bottom
         if width <= 0.0:
             return 0.0
-        # A bar whose close lies outside its own high/low still maps into [-1, 1].
-        position = (close - bottom) / width
-        return min(1.0, max(-1.0, 2.0 * position - 1.0))
+        # A bar whose close lies outside its own high/low still maps into [-1, 1] (inputs are finite: no NaN).
+        strength = 2.0 * ((close - bottom) / width) - 1.0
+        return 1.0 if strength > 1.0 else -1.0 if strength < -1.0 else strength
