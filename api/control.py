@@ -1,0 +1,246 @@
+"""The API's half of the control protocol (live/stores/redis_keys.py): record the operator's action in PostgreSQL,
+set the state in Redis, publish the command, and wait for the engine's acknowledgement when an engine is running.
+
+Ordering is chosen to fail closed: a halt sets the Redis kill switch before anything else (it is what the engine
+checks before every order) and is recorded in PostgreSQL (what survives a Redis restart); a resume is recorded first
+and only then clears the kill switch, so a resume that cannot be recorded never takes effect.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from api.reads import decode_json, heartbeat_ages, is_fresh
+from api.schemas import ProfileResponse, TradingStatus
+from api.stores import Stores, StoreUnavailable, redis_errors
+from live.domain import TradingState
+from live.stores import redis_keys
+
+ACK_TIMEOUT_SECONDS = 2.0
+_STATE_OF_ACTION = {
+    "halt": TradingState.HALTED,
+    "resume": TradingState.ACTIVE,
+    "reduce": TradingState.REDUCE_ONLY,
+}
+
+
+class ControlError(Exception):
+    """A command the engine could not be made to apply; the message is the operator-facing detail."""
+
+
+class EngineNotRunning(ControlError):
+    """The command needs a running engine (flatten) and no engine heartbeat is fresh."""
+
+
+class EngineTimeout(ControlError):
+    """A running engine did not acknowledge the command in time."""
+
+
+class EngineRefused(ControlError):
+    """The engine replied that it could not apply the command."""
+
+
+class TradingHalted(ControlError):
+    """The command would loosen a halt; only an explicit resume does that."""
+
+
+@dataclass(frozen=True, slots=True)
+class _RedisState:
+    kill_switch: bool
+    state: dict[str, object] | None
+
+    @property
+    def halted(self) -> bool:
+        return self.kill_switch or (self.state or {}).get("state") == TradingState.HALTED
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class TradingControl:
+    """Halt, resume, reduce-only, flatten and profile changes, as one operator would make them."""
+
+    def __init__(self, *, stores: Stores, default_profile: str) -> None:
+        self._stores = stores
+        self._default_profile = default_profile
+
+    async def status(self) -> TradingStatus:
+        """State from Redis (the kill switch wins); without Redis, from the latest recorded control action."""
+        try:
+            current = await self._redis_state()
+            async with redis_errors():
+                raw_profile = await self._stores.redis.get(redis_keys.PROFILE)
+        except StoreUnavailable:
+            current, raw_profile = None, None
+        profile = _text(raw_profile) if raw_profile else await self._recorded_profile()
+        if current and current.kill_switch and (current.state or {}).get("state") != TradingState.HALTED:
+            return TradingStatus(
+                status="halted", reason="kill switch set in Redis", actor="kill_switch", profile=profile
+            )
+        if current and current.state:
+            return TradingStatus.model_validate(
+                {**current.state, "status": current.state.get("state"), "profile": profile}
+            )
+        async with self._stores.postgres() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT action, timestamp, reason, actor FROM control_actions"
+                    " WHERE action IN ('halt', 'resume', 'reduce') ORDER BY id DESC LIMIT 1"
+                )
+            ).fetchone()
+        if row is None:
+            return TradingStatus(status="active", profile=profile)
+        action, since, reason, actor = row
+        return TradingStatus(
+            status=_STATE_OF_ACTION[action].value, since=since, reason=reason, actor=actor, profile=profile
+        )
+
+    async def halt(self, *, actor: str, reason: str) -> TradingStatus:
+        """Kill switch on, recorded, engine told; returns once a running engine confirms. Idempotent."""
+        now = datetime.now(UTC)
+        redis_error: StoreUnavailable | None = None
+        already = False
+        try:
+            current = await self._redis_state()
+            already = (current.state or {}).get("state") == TradingState.HALTED
+            async with redis_errors(), self._stores.redis.pipeline(transaction=True) as pipe:
+                pipe.set(redis_keys.KILL_SWITCH, "1")
+                if not already:
+                    pipe.set(redis_keys.TRADING_STATE, self._state_json("halted", now, reason, actor))
+                await pipe.execute()
+        except StoreUnavailable as exc:
+            redis_error = exc
+        try:
+            if not already:
+                await self._record(action="halt", actor=actor, reason=reason, at=now)
+        except StoreUnavailable as exc:
+            if redis_error:
+                raise StoreUnavailable("redis and postgres", exc) from exc
+            raise StoreUnavailable(
+                "postgres", "the kill switch is set and trading is halted, but the halt could not be recorded"
+            ) from exc
+        if redis_error:
+            raise StoreUnavailable(
+                "redis", "the halt is recorded in PostgreSQL; the engine does not trade while Redis is down"
+            ) from redis_error
+        acknowledged = await self._command("halt", actor=actor, reason=reason)
+        return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
+
+    async def resume(self, *, actor: str, reason: str) -> TradingStatus:
+        """Recorded, kill switch cleared, engine told; the only way out of a halt. Idempotent."""
+        now = datetime.now(UTC)
+        current = await self._redis_state()
+        state = (current.state or {}).get("state")
+        if current.kill_switch or state != TradingState.ACTIVE:
+            await self._record(action="resume", actor=actor, reason=reason, at=now)
+            async with redis_errors(), self._stores.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(redis_keys.KILL_SWITCH)
+                pipe.set(redis_keys.TRADING_STATE, self._state_json("active", now, reason, actor))
+                await pipe.execute()
+        acknowledged = await self._command("resume", actor=actor, reason=reason)
+        return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
+
+    async def reduce(self, *, actor: str, reason: str) -> TradingStatus:
+        """Reduce-only: no new exposure, exits still managed. Refused while halted (it would loosen the halt)."""
+        now = datetime.now(UTC)
+        current = await self._redis_state()
+        if current.halted:
+            raise TradingHalted(
+                "trading is halted; resume first (POST /trading/resume), or flatten to close positions"
+            )
+        if (current.state or {}).get("state") != TradingState.REDUCE_ONLY:
+            await self._record(action="reduce", actor=actor, reason=reason, at=now)
+            async with redis_errors():
+                await self._stores.redis.set(
+                    redis_keys.TRADING_STATE, self._state_json("reduce_only", now, reason, actor)
+                )
+        acknowledged = await self._command("reduce", actor=actor, reason=reason)
+        return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
+
+    async def flatten(self, *, actor: str, reason: str) -> TradingStatus:
+        """Closes every position at market, also while halted; needs a running engine."""
+        if not await self._engine_alive():
+            raise EngineNotRunning("no engine is running (no fresh heartbeat): nothing can be flattened now")
+        await self._record(action="flatten", actor=actor, reason=reason, at=datetime.now(UTC))
+        acknowledged = await self._command("flatten", actor=actor, reason=reason)
+        return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
+
+    async def set_profile(self, *, actor: str, profile: str, reason: str) -> ProfileResponse:
+        """Recorded, stored as the active profile, engine told."""
+        async with redis_errors():
+            current = await self._stores.redis.get(redis_keys.PROFILE)
+        if current is None or _text(current) != profile:
+            await self._record(
+                action="profile", actor=actor, reason=reason, value=profile, at=datetime.now(UTC)
+            )
+            async with redis_errors():
+                await self._stores.redis.set(redis_keys.PROFILE, profile)
+        acknowledged = await self._command("profile", actor=actor, reason=reason, value=profile)
+        return ProfileResponse.model_validate({"profile": profile, "engine_acknowledged": acknowledged})
+
+    async def _redis_state(self) -> _RedisState:
+        async with redis_errors():
+            kill, state = await self._stores.redis.mget([redis_keys.KILL_SWITCH, redis_keys.TRADING_STATE])
+        return _RedisState(kill_switch=kill == b"1", state=decode_json(state))
+
+    @staticmethod
+    def _state_json(state: str, since: datetime, reason: str, actor: str) -> str:
+        return json.dumps({"state": state, "since": _iso(since), "reason": reason, "actor": actor})
+
+    async def _record(self, *, action: str, actor: str, reason: str, at: datetime, value: str = "") -> None:
+        async with self._stores.postgres() as conn:
+            await conn.execute(
+                "INSERT INTO control_actions (timestamp, action, actor, reason, value) VALUES (%s, %s, %s, %s, %s)",
+                (at, action, actor, reason, value),
+            )
+
+    async def _recorded_profile(self) -> str:
+        try:
+            async with self._stores.postgres() as conn:
+                row = await (
+                    await conn.execute(
+                        "SELECT value FROM control_actions WHERE action = 'profile' ORDER BY id DESC LIMIT 1"
+                    )
+                ).fetchone()
+        except StoreUnavailable:
+            row = None
+        return str(row[0]) if row else self._default_profile
+
+    async def _engine_alive(self) -> bool:
+        return any(is_fresh(age) for age in (await heartbeat_ages(self._stores)).values())
+
+    async def _command(self, command: str, *, actor: str, reason: str, value: str = "") -> bool:
+        """Publishes the command; with an engine running, waits for its reply. False: no engine to tell."""
+        alive = await self._engine_alive()
+        command_id = uuid.uuid4().hex
+        message = json.dumps(
+            {"id": command_id, "command": command, "actor": actor, "reason": reason, "value": value}
+        )
+        redis = self._stores.redis
+        async with redis_errors():
+            listeners = await redis.publish(redis_keys.control_channel(self._stores.redis_db), message)
+            if not alive:
+                return False
+            if listeners == 0:
+                raise EngineTimeout(
+                    f"the engine is running but not listening for commands; the {command} is stored and "
+                    "applies when it next reads its state"
+                )
+            reply = await redis.blpop([redis_keys.control_ack_key(command_id)], timeout=ACK_TIMEOUT_SECONDS)
+        if reply is None:
+            raise EngineTimeout(
+                f"the engine did not confirm the {command} within {ACK_TIMEOUT_SECONDS:g} s; it is stored "
+                "and applies when the engine next reads its state"
+            )
+        body = decode_json(reply[1]) or {}
+        if not body.get("ok"):
+            raise EngineRefused(f"the engine refused the {command}: {body.get('detail', 'no reason given')}")
+        return True

@@ -1,0 +1,59 @@
+"""Typed dependencies of the operator API's routes (`Annotated[..., Depends(...)]` aliases)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from api.auth import require_token
+from api.control import TradingControl
+from api.stores import Stores
+from api.ws import EventHub
+from live.settings import Settings
+
+DEFAULT_ACTOR = "api"
+MAX_ACTOR_LENGTH = 64
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_stores(request: Request) -> Stores:
+    return request.app.state.stores  # type: ignore[no-any-return]
+
+
+def get_control(request: Request) -> TradingControl:
+    return request.app.state.control  # type: ignore[no-any-return]
+
+
+def get_hub(request: Request) -> EventHub:
+    return request.app.state.hub  # type: ignore[no-any-return]
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoresDep = Annotated[Stores, Depends(get_stores)]
+ControlDep = Annotated[TradingControl, Depends(get_control)]
+HubDep = Annotated[EventHub, Depends(get_hub)]
+TokenDep = Depends(require_token)
+"""Route or router dependency: `dependencies=[TokenDep]`."""
+
+
+def get_actor(
+    settings: SettingsDep,
+    x_actor: Annotated[
+        str | None,
+        Header(
+            description="Who is acting, for the record (e.g. `cli:alice`); default `api`.", max_length=200
+        ),
+    ] = None,
+) -> str:
+    """The name recorded with a control action; never the token, even if a client sends it as its name."""
+    actor = "".join(ch for ch in (x_actor or "") if ch.isprintable()).strip()[:MAX_ACTOR_LENGTH]
+    if not actor or (settings.tool_token and settings.tool_token in actor):
+        return DEFAULT_ACTOR
+    return actor
+
+
+ActorDep = Annotated[str, Depends(get_actor)]

@@ -1,0 +1,262 @@
+"""The operator API on port 18000 (CONTRACT.md §3, §4): read the book, watch events, halt and steer the engine.
+
+Handlers are thin: validate, call one function of `api.reads` or `api.control`, serialise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import APIRouter, Body, FastAPI, Query, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
+
+from api import reads
+from api.access_log import AccessLogMiddleware, AccessLogRecorder
+from api.auth import redact_server_logs
+from api.control import EngineNotRunning, EngineRefused, EngineTimeout, TradingControl, TradingHalted
+from api.deps import ActorDep, ControlDep, SettingsDep, StoresDep, TokenDep
+from api.schemas import (
+    ErrorResponse,
+    FlattenRequest,
+    Health,
+    Portfolio,
+    Position,
+    ProfileRequest,
+    ProfileResponse,
+    ReasonRequest,
+    Signal,
+    Trade,
+    TradingStatus,
+)
+from api.stores import Stores, StoreUnavailable
+from api.ws import EventHub, serve_client
+from live.domain import SIGNAL_TYPES
+from live.settings import Settings
+
+API_TITLE = "TRADEOS operator API"
+
+# Domain errors → HTTP, in one place.
+ERROR_STATUS: dict[type[Exception], int] = {
+    StoreUnavailable: 503,
+    EngineTimeout: 503,
+    EngineNotRunning: 409,
+    EngineRefused: 409,
+    TradingHalted: 409,
+}
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing or wrong bearer token."},
+    503: {
+        "model": ErrorResponse,
+        "description": "PostgreSQL or Redis unreachable, or the engine did not confirm.",
+    },
+}
+_COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    409: {"model": ErrorResponse, "description": "Not possible in the current state (the detail says why)."},
+}
+
+
+def _plus_sign_back(value: object) -> object:
+    # An unencoded `+00:00` in a query string arrives as ` 00:00`.
+    return value.replace(" ", "+") if isinstance(value, str) else value
+
+
+def _known_signal_type(value: str | None) -> str | None:
+    if value is not None and value not in SIGNAL_TYPES:
+        raise ValueError(f"signal_type must be one of: {', '.join(SIGNAL_TYPES)}")
+    return value
+
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="How many, newest first (1..1000).")]
+Since = Annotated[
+    AwareDatetime | None,
+    BeforeValidator(_plus_sign_back),
+    Query(
+        description="Only fills at or after this ISO 8601 time; it must carry `Z` or an offset "
+        "(naive times are refused rather than guessed).",
+        examples=["2024-03-01T00:00:00Z"],
+    ),
+]
+SignalType = Annotated[
+    str | None,
+    AfterValidator(_known_signal_type),
+    Query(description="One of: " + ", ".join(SIGNAL_TYPES), json_schema_extra={"enum": list(SIGNAL_TYPES)}),
+]
+OptionalReason = Annotated[ReasonRequest | None, Body()]
+
+router = APIRouter(dependencies=[TokenDep], responses=_ERRORS)
+
+
+@router.get(
+    "/healthz", response_model=Health, responses={503: {"model": Health, "description": "Not healthy."}}
+)
+async def healthz(stores: StoresDep, response: Response) -> Health:
+    """Probes Redis, PostgreSQL and both engine heartbeats; 200 only when all are healthy."""
+    health = await reads.probe_health(stores=stores)
+    if health.status != "healthy":
+        response.status_code = 503
+    return health
+
+
+@router.get("/portfolio", response_model=Portfolio)
+async def portfolio(stores: StoresDep, settings: SettingsDep) -> Portfolio:
+    """The book as last marked by the engine."""
+    return await reads.read_portfolio(stores=stores, initial_cash=settings.initial_cash)
+
+
+@router.get("/positions", response_model=list[Position])
+async def positions(stores: StoresDep, settings: SettingsDep) -> list[Position]:
+    """Open positions only."""
+    return await reads.read_positions(stores=stores, initial_cash=settings.initial_cash)
+
+
+@router.get("/trades", response_model=list[Trade])
+async def trades(
+    stores: StoresDep, limit: Limit = 50, symbol: Annotated[str | None, Query()] = None, since: Since = None
+) -> list[Trade]:
+    """Fills, newest first."""
+    return await reads.read_trades(stores=stores, limit=limit, symbol=symbol, since=since)
+
+
+@router.get("/signals", response_model=list[Signal])
+async def signals(
+    stores: StoresDep,
+    limit: Limit = 100,
+    signal_type: SignalType = None,
+    symbol: Annotated[str | None, Query()] = None,
+    actionable: Annotated[bool | None, Query(description="Only those the engine acted on (or not).")] = None,
+) -> list[Signal]:
+    """Computed signal values, newest first."""
+    return await reads.read_signals(
+        stores=stores, limit=limit, signal_type=signal_type, symbol=symbol, actionable=actionable
+    )
+
+
+@router.get("/trading/status", response_model=TradingStatus)
+async def trading_status(control: ControlDep) -> TradingStatus:
+    """Active, reduce-only or halted; since when, why and by whom; and the active profile."""
+    return await control.status()
+
+
+@router.post("/trading/halt", response_model=TradingStatus, responses=_COMMAND_ERRORS)
+async def halt(control: ControlDep, actor: ActorDep, body: OptionalReason = None) -> TradingStatus:
+    """Stops all order submission; returns once a running engine has confirmed. Idempotent.
+
+    With no engine running, the halt is stored and recorded (`engine_acknowledged: false`) and the engine starts
+    halted. A 503 means the halt is stored but could not be confirmed or recorded: trading stays halted.
+    """
+    return await control.halt(actor=actor, reason=body.reason if body else "")
+
+
+@router.post("/trading/resume", response_model=TradingStatus, responses=_COMMAND_ERRORS)
+async def resume(control: ControlDep, actor: ActorDep, body: OptionalReason = None) -> TradingStatus:
+    """Lifts a halt or reduce-only; the only way out of a halt. Idempotent."""
+    return await control.resume(actor=actor, reason=body.reason if body else "")
+
+
+@router.post("/trading/reduce", response_model=TradingStatus, responses=_COMMAND_ERRORS)
+async def reduce_only(control: ControlDep, actor: ActorDep, body: OptionalReason = None) -> TradingStatus:
+    """Reduce-only: no new exposure, exits and stops still managed. 409 while halted."""
+    return await control.reduce(actor=actor, reason=body.reason if body else "")
+
+
+@router.post("/trading/flatten", response_model=TradingStatus, responses=_COMMAND_ERRORS)
+async def flatten(control: ControlDep, actor: ActorDep, body: FlattenRequest) -> TradingStatus:
+    """Closes every position at market, also while halted (the state is unchanged). Needs `{"confirm": true}`."""
+    return await control.flatten(actor=actor, reason=body.reason)
+
+
+@router.post("/profile", response_model=ProfileResponse, responses=_COMMAND_ERRORS)
+async def set_profile(control: ControlDep, actor: ActorDep, body: ProfileRequest) -> ProfileResponse:
+    """Switches the risk profile (conservative, balanced, aggressive)."""
+    return await control.set_profile(actor=actor, profile=body.profile, reason=body.reason)
+
+
+def _add_docs_routes(app: FastAPI) -> None:
+    """`/openapi.json` and `/docs` behind the token like everything else; the page embeds the schema, so the
+    browser never fetches it without the header."""
+
+    @app.get("/openapi.json", include_in_schema=False, dependencies=[TokenDep])
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False, dependencies=[TokenDep])
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{API_TITLE} - docs",
+            swagger_ui_parameters={"spec": app.openapi(), "persistAuthorization": True},
+        )
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def domain_error(request: Request, exc: Exception) -> JSONResponse:
+        status = next(code for kind, code in ERROR_STATUS.items() if isinstance(exc, kind))
+        headers = {"Retry-After": "1"} if status == 503 else None
+        return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
+    for kind in ERROR_STATUS:
+        app.add_exception_handler(kind, domain_error)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    ws_queue_size: int = 1024,
+    portfolio_interval: float = 0.25,
+    access_log_flush_interval: float = 1.0,
+) -> FastAPI:
+    """The operator app; `settings.database_url` and `settings.redis_url` must be resolved (not None)."""
+    if not settings.database_url or not settings.redis_url:
+        raise ValueError("create_app needs resolved TRADEOS_DATABASE_URL and TRADEOS_REDIS_URL")
+    database_url, redis_url = settings.database_url, settings.redis_url
+    recorder = AccessLogRecorder(flush_interval=access_log_flush_interval)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stores = await Stores.open(database_url=database_url, redis_url=redis_url)
+        hub = EventHub(stores=stores, queue_size=ws_queue_size, portfolio_interval=portfolio_interval)
+        app.state.stores = stores
+        app.state.hub = hub
+        app.state.control = TradingControl(stores=stores, default_profile=settings.profile)
+        hub.start()
+        recorder.start(stores)
+        try:
+            yield
+        finally:
+            await hub.stop()
+            await recorder.stop()
+            await stores.close()
+
+    app = FastAPI(
+        title=API_TITLE,
+        version="1",
+        description="Watch and steer the TRADEOS engine. With `TRADEOS_TOOL_TOKEN` set, every endpoint needs "
+        "`Authorization: Bearer <token>` (the WebSocket also accepts `?token=`).",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_middleware(AccessLogMiddleware, recorder=recorder)
+    _add_error_handlers(app)
+    app.include_router(router)
+    app.add_api_websocket_route("/ws", serve_client)
+    _add_docs_routes(app)
+    redact_server_logs()
+    return app
+
+
+def server_config(app: FastAPI, *, host: str, port: int, **overrides: Any) -> uvicorn.Config:
+    """How to serve an API app: uvicorn's access log off (ours omits query strings, which may hold the token),
+    and `token=` scrubbed from what uvicorn still logs (it logs WebSocket paths with their query string)."""
+    config = uvicorn.Config(app, host=host, port=port, access_log=False, lifespan="on", **overrides)
+    redact_server_logs()
+    return config

@@ -1,0 +1,172 @@
+"""The operator API's read side: the live snapshot in Redis, the record in PostgreSQL, and the health probes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from psycopg.rows import dict_row
+
+from api.schemas import Health, Portfolio, Position, Signal, Trade
+from api.stores import Stores, StoreUnavailable, redis_errors
+from live import portfolio as accounting
+from live.domain import Fill, Side
+from live.stores import redis_keys
+
+PROBE_TIMEOUT_SECONDS = 2.0
+
+
+async def read_portfolio(*, stores: Stores, initial_cash: Decimal) -> Portfolio:
+    """The engine's last snapshot; without one (engine never ran, Redis down or flushed) the book rebuilt from
+    PostgreSQL's fills, marked at each symbol's last recorded close."""
+    try:
+        async with redis_errors():
+            raw = await stores.redis.get(redis_keys.PORTFOLIO)
+    except StoreUnavailable:
+        raw = None
+    if raw:
+        return Portfolio.model_validate_json(raw)
+    return await _portfolio_from_record(stores=stores, initial_cash=initial_cash)
+
+
+async def read_positions(*, stores: Stores, initial_cash: Decimal) -> list[Position]:
+    """Open positions only (quantity != 0), by symbol."""
+    book = await read_portfolio(stores=stores, initial_cash=initial_cash)
+    return sorted((p for p in book.positions if p.quantity != 0), key=lambda p: p.symbol)
+
+
+async def _portfolio_from_record(*, stores: Stores, initial_cash: Decimal) -> Portfolio:
+    async with stores.postgres() as conn:
+        state = await (await conn.execute("SELECT initial_cash FROM engine_state WHERE id = 1")).fetchone()
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute(
+            "SELECT id, order_id, timestamp, symbol, side, quantity, price, fee, signal_type, realized_pnl"
+            " FROM fills ORDER BY timestamp, id"
+        )
+        fills = [Fill(**{**row, "side": Side(row["side"])}) for row in await cursor.fetchall()]
+        await cursor.execute(
+            "SELECT DISTINCT ON (symbol) symbol, close FROM bars ORDER BY symbol, timestamp DESC"
+        )
+        closes = {row["symbol"]: row["close"] for row in await cursor.fetchall()}
+        await cursor.execute("SELECT timestamp, high_water_mark FROM equity ORDER BY timestamp DESC LIMIT 1")
+        last_equity = await cursor.fetchone()
+    book = accounting.Portfolio.from_fills(initial_cash=state[0] if state else initial_cash, fills=fills)
+    for symbol, close in closes.items():
+        book.mark(symbol, accounting.to_decimal(close))
+    book.update_high_water_mark()
+    timestamp = None
+    if last_equity:
+        book.high_water_mark = max(book.high_water_mark, last_equity["high_water_mark"])
+        timestamp = last_equity["timestamp"]
+    elif fills:
+        timestamp = fills[-1].timestamp
+    return Portfolio.model_validate(book.snapshot(timestamp))
+
+
+async def read_trades(
+    *, stores: Stores, limit: int, symbol: str | None = None, since: datetime | None = None
+) -> list[Trade]:
+    """Fills, newest first."""
+    async with stores.postgres() as conn:
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute(
+            "SELECT id, order_id, symbol, side, quantity, price, fee, timestamp, signal_type, realized_pnl"
+            " FROM fills"
+            " WHERE (%(symbol)s::text IS NULL OR symbol = %(symbol)s)"
+            " AND (%(since)s::timestamptz IS NULL OR timestamp >= %(since)s)"
+            " ORDER BY timestamp DESC, id DESC LIMIT %(limit)s",
+            {"symbol": symbol, "since": since, "limit": limit},
+        )
+        return [Trade.model_validate(row) for row in await cursor.fetchall()]
+
+
+async def read_signals(
+    *,
+    stores: Stores,
+    limit: int,
+    signal_type: str | None = None,
+    symbol: str | None = None,
+    actionable: bool | None = None,
+) -> list[Signal]:
+    """Computed signal values, newest first."""
+    async with stores.postgres() as conn:
+        cursor = conn.cursor(row_factory=dict_row)
+        await cursor.execute(
+            "SELECT id, timestamp, symbol, signal_type, strength, horizon_bars, regime, actionable"
+            " FROM signals"
+            " WHERE (%(signal_type)s::text IS NULL OR signal_type = %(signal_type)s)"
+            " AND (%(symbol)s::text IS NULL OR symbol = %(symbol)s)"
+            " AND (%(actionable)s::boolean IS NULL OR actionable = %(actionable)s)"
+            " ORDER BY timestamp DESC, id DESC LIMIT %(limit)s",
+            {"signal_type": signal_type, "symbol": symbol, "actionable": actionable, "limit": limit},
+        )
+        return [Signal.model_validate(row) for row in await cursor.fetchall()]
+
+
+async def _probe(check: Awaitable[object]) -> bool:
+    try:
+        await asyncio.wait_for(check, PROBE_TIMEOUT_SECONDS)
+    except Exception:
+        return False
+    return True
+
+
+async def _postgres_alive(stores: Stores) -> None:
+    async with stores.postgres() as conn:
+        await conn.execute("SELECT 1")
+
+
+async def heartbeat_ages(stores: Stores) -> dict[str, float | None]:
+    """Seconds since each engine service's last heartbeat (None: never seen)."""
+    async with redis_errors():
+        values = await stores.redis.mget([redis_keys.heartbeat_key(s) for s in redis_keys.HEARTBEAT_SERVICES])
+    now = time.time()
+    ages: dict[str, float | None] = {}
+    for service, value in zip(redis_keys.HEARTBEAT_SERVICES, values, strict=True):
+        try:
+            ages[service] = now - float(value) if value is not None else None
+        except ValueError:
+            ages[service] = None
+    return ages
+
+
+def is_fresh(age: float | None) -> bool:
+    return age is not None and age < redis_keys.HEARTBEAT_MAX_AGE_SECONDS
+
+
+async def probe_health(*, stores: Stores) -> Health:
+    """Real probes: Redis PING, PostgreSQL `SELECT 1`, and both engine heartbeats younger than the limit."""
+    redis_ok, postgres_ok = await asyncio.gather(_probe(stores.redis.ping()), _probe(_postgres_alive(stores)))
+    ages: dict[str, float | None] = dict.fromkeys(redis_keys.HEARTBEAT_SERVICES)
+    if redis_ok:
+        try:
+            ages = await asyncio.wait_for(heartbeat_ages(stores), PROBE_TIMEOUT_SECONDS)
+        except Exception:
+            redis_ok = False
+    services = {
+        "redis": "healthy" if redis_ok else "unhealthy",
+        "postgres": "healthy" if postgres_ok else "unhealthy",
+        **{service: "healthy" if is_fresh(age) else "unhealthy" for service, age in ages.items()},
+    }
+    if not (redis_ok and postgres_ok):
+        overall = "unhealthy"
+    elif all(value == "healthy" for value in services.values()):
+        overall = "healthy"
+    else:
+        overall = "degraded"
+    return Health.model_validate({"status": overall, "services": services, "timestamp": datetime.now(UTC)})
+
+
+def decode_json(raw: bytes | str | None) -> dict[str, object] | None:
+    """A JSON object from Redis, or None when absent or unreadable."""
+    if raw is None:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

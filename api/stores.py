@@ -1,0 +1,82 @@
+"""The API process's connections: one async Redis client and one PostgreSQL pool, with short timeouts so a dead
+server turns into a quick `StoreUnavailable` (HTTP 503) rather than a hung request."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import psycopg
+import redis.asyncio as aioredis
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from redis.exceptions import RedisError
+
+PG_CONNECT_TIMEOUT_SECONDS = 2
+PG_STATEMENT_TIMEOUT_MS = 5000
+POOL_CHECKOUT_SECONDS = 2.0
+REDIS_SOCKET_TIMEOUT_SECONDS = 5.0
+
+
+class StoreUnavailable(Exception):
+    """PostgreSQL or Redis cannot be reached; `store` names which."""
+
+    def __init__(self, store: str, cause: BaseException | str | None = None) -> None:
+        self.store = store
+        super().__init__(f"{store} is unavailable" + (f": {cause}" if cause and str(cause) else ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Stores:
+    redis: aioredis.Redis
+    pool: AsyncConnectionPool
+    redis_db: int
+
+    @classmethod
+    async def open(cls, *, database_url: str, redis_url: str) -> Stores:
+        """Opens without waiting for either server: the API starts (and reports unhealthy) while they are down."""
+        client = aioredis.from_url(
+            redis_url,
+            socket_connect_timeout=2.0,
+            socket_timeout=REDIS_SOCKET_TIMEOUT_SECONDS,
+            health_check_interval=10,
+        )
+        pool = AsyncConnectionPool(
+            database_url,
+            min_size=1,
+            max_size=8,
+            open=False,
+            timeout=POOL_CHECKOUT_SECONDS,
+            check=AsyncConnectionPool.check_connection,
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": PG_CONNECT_TIMEOUT_SECONDS,
+                "options": f"-c TimeZone=UTC -c statement_timeout={PG_STATEMENT_TIMEOUT_MS}",
+            },
+            name="tradeos-api",
+        )
+        await pool.open(wait=False)
+        db = int(client.connection_pool.connection_kwargs.get("db", 0))
+        return cls(redis=client, pool=pool, redis_db=db)
+
+    async def close(self) -> None:
+        await self.pool.close()
+        await self.redis.aclose()
+
+    @asynccontextmanager
+    async def postgres(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A pooled connection; connection failures become `StoreUnavailable("postgres")`."""
+        try:
+            async with self.pool.connection() as conn:
+                yield conn
+        except (TimeoutError, psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable("postgres", exc) from exc
+
+
+@asynccontextmanager
+async def redis_errors() -> AsyncIterator[None]:
+    """Turns Redis failures into `StoreUnavailable("redis")`."""
+    try:
+        yield
+    except (TimeoutError, RedisError, OSError) as exc:
+        raise StoreUnavailable("redis", exc) from exc

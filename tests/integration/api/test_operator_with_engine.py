@@ -1,0 +1,155 @@
+"""The operator API against the real engine (`tradeos up --no-api --speed 0` in a child process): events over the
+WebSocket, a halt the engine confirms and holds, and two API processes relaying the same fills."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import redis
+from operator_api_support import ServerThread, eventually
+from websockets.asyncio.client import ClientConnection, connect
+
+from live.settings import Settings
+from live.stores import redis_keys
+from tests.support import Service
+
+# Seed 1 at full speed trades a lot and trips no circuit breaker for days of sim time.
+ENGINE = ["up", "--no-api", "--no-flows", "--speed", "0", "--profile", "aggressive", "--seed", "1"]
+EVENT_TYPES = {"portfolio_update", "signal", "fill", "risk_event", "regime_change"}
+
+
+@pytest.fixture
+def engine(tmp_path: Path, pg_url: str, redis_url: str) -> Iterator[Service]:
+    env = {"TRADEOS_DATABASE_URL": pg_url, "TRADEOS_REDIS_URL": redis_url}
+    with Service(tmp_path / "engine", ENGINE, env) as service:
+        yield service
+
+
+def _submitted_after(pg: psycopg.Connection, moment: datetime) -> list[tuple[Any, ...]]:
+    return pg.execute(
+        "SELECT id, timestamp FROM orders WHERE status <> 'rejected' AND timestamp > %s", (moment,)
+    ).fetchall()
+
+
+def _committed_clock(pg: psycopg.Connection) -> datetime | None:
+    row = pg.execute("SELECT last_bar_ts FROM engine_state WHERE id = 1").fetchone()
+    return row[0] if row else None
+
+
+async def _types_until_all_seen(ws: ClientConnection) -> set[str]:
+    seen: set[str] = set()
+    while seen != EVENT_TYPES:
+        seen.add(json.loads(await asyncio.wait_for(ws.recv(), 60))["type"])
+    return seen
+
+
+async def _fill_ids(ws: ClientConnection, count: int) -> list[str]:
+    ids: list[str] = []
+    while len(ids) < count:
+        message = json.loads(await asyncio.wait_for(ws.recv(), 60))
+        if message["type"] == "fill":
+            ids.append(message["data"]["id"])
+    return ids
+
+
+@pytest.mark.usefixtures("engine")
+async def test_the_five_event_types_arrive_from_the_running_engine(api: ServerThread, token: str) -> None:
+    async with connect(f"{api.ws_url}?token={token}", max_size=None) as ws:
+        first = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert first["type"] == "portfolio_update"
+        assert await asyncio.wait_for(_types_until_all_seen(ws), 120) == EVENT_TYPES
+
+
+@pytest.mark.usefixtures("engine")
+async def test_a_halt_is_confirmed_by_the_engine_and_no_order_follows_until_resumed(
+    client: httpx.AsyncClient, pg: psycopg.Connection, rds: redis.Redis
+) -> None:
+    await eventually(lambda: pg.execute("SELECT count(*) FROM orders").fetchone()[0] > 0, within=60)
+
+    halted = await client.post("/trading/halt", json={"reason": "e2e"})
+
+    assert halted.status_code == 200
+    assert halted.json()["engine_acknowledged"] is True
+    assert (await client.get("/healthz")).json()["status"] == "healthy"
+    # The engine's step when it applied the halt is no later than the second snapshot written after the ack.
+    snapshots = [rds.get(redis_keys.PORTFOLIO)]
+    for _ in range(2):
+        snapshots.append(
+            await eventually(lambda: (s := rds.get(redis_keys.PORTFOLIO)) != snapshots[-1] and s)
+        )
+    bound = datetime.fromisoformat(json.loads(snapshots[-1] or "{}")["timestamp"])
+    await eventually(
+        lambda: (clock := _committed_clock(pg)) is not None and clock > bound + timedelta(hours=2)
+    )
+
+    assert _submitted_after(pg, bound) == []
+
+    resumed = await client.post("/trading/resume", json={"reason": "e2e over"})
+
+    assert resumed.status_code == 200
+    assert resumed.json()["engine_acknowledged"] is True
+    await eventually(lambda: _submitted_after(pg, bound), within=60)
+    actions = pg.execute("SELECT action, actor, reason FROM control_actions ORDER BY id").fetchall()
+    assert [a for a in actions if a[1] == "api"] == [("halt", "api", "e2e"), ("resume", "api", "e2e over")]
+
+
+@pytest.mark.xfail(
+    reason="engine side: its kill-switch poll can see the key the API set (with tradeos:trading_state, in one "
+    "MULTI) before the halt command arrives, and records a second halt with actor 'kill_switch'",
+    strict=False,
+)
+@pytest.mark.usefixtures("engine")
+async def test_a_halt_through_the_api_is_recorded_once_under_its_actor(
+    client: httpx.AsyncClient, pg: psycopg.Connection
+) -> None:
+    await eventually(lambda: pg.execute("SELECT count(*) FROM orders").fetchone()[0] > 0, within=60)
+
+    for n in range(5):
+        assert (await client.post("/trading/halt", json={"reason": f"halt {n}"})).status_code == 200
+        assert (await client.post("/trading/resume")).status_code == 200
+
+    actors = {row[0] for row in pg.execute("SELECT actor FROM control_actions").fetchall()}
+    assert actors == {"api"}
+
+
+@pytest.mark.usefixtures("engine")
+async def test_a_profile_switch_is_applied_by_the_engine_and_recorded(
+    client: httpx.AsyncClient, pg: psycopg.Connection
+) -> None:
+    await eventually(lambda: _committed_clock(pg), within=60)
+
+    response = await client.post("/profile", json={"profile": "conservative"})
+
+    assert response.status_code == 200
+    assert response.json() == {"profile": "conservative", "engine_acknowledged": True}
+    assert (await client.get("/trading/status")).json()["profile"] == "conservative"
+    assert ("profile", "conservative") in pg.execute("SELECT action, value FROM control_actions").fetchall()
+
+
+@pytest.mark.usefixtures("engine")
+async def test_two_api_processes_deliver_the_same_fills(
+    api: ServerThread, api_settings: Settings, token: str
+) -> None:
+    with ServerThread(api_settings) as replica:
+        await eventually(lambda: api.hub_subscribed and replica.hub_subscribed)
+        async with (
+            connect(f"{api.ws_url}?token={token}", max_size=None) as first,
+            connect(f"{replica.ws_url}?token={token}", max_size=None) as second,
+        ):
+            first_ids, second_ids = await asyncio.gather(_fill_ids(first, 30), _fill_ids(second, 30))
+
+    # The two connections opened a moment apart: compare from the first fill both saw.
+    common = next(fill_id for fill_id in second_ids if fill_id in first_ids)
+    first_tail = first_ids[first_ids.index(common) :]
+    second_tail = second_ids[second_ids.index(common) :]
+    length = min(len(first_tail), len(second_tail))
+    assert length >= 20
+    assert first_tail[:length] == second_tail[:length]
