@@ -263,11 +263,13 @@ class EngineRunner:
             return POSTGRES_UNREACHABLE
         assert self._redis is not None
         try:
-            halted = self._redis.kill_switch_set()
+            if not self._redis.kill_switch_set():
+                return None
+            self._halt_by_kill_switch(self._redis)
         except redis.RedisError:
             self._redis_outage()
             return KILL_SWITCH_UNREACHABLE
-        return TRADING_HALTED if halted else None
+        return TRADING_HALTED
 
     def _postgres_alive(self) -> bool:
         if time.monotonic() - self.last_commit < _FLUSH_SECONDS:
@@ -478,7 +480,8 @@ class EngineRunner:
                     if now >= next_poll:
                         next_poll = now + 0.2
                         if store.kill_switch_set():
-                            self._halt_by_kill_switch()
+                            with self.lock:
+                                self._halt_by_kill_switch(store)
                     if now >= next_beat:
                         next_beat = now + 0.5
                         alive = time.monotonic() - self.last_loop_wall < 2.0
@@ -524,17 +527,34 @@ class EngineRunner:
             pass
         self._sync_redis_state(force=True)
 
-    def _halt_by_kill_switch(self) -> None:
+    def _halt_by_kill_switch(self, store: RedisStore) -> None:
+        """The key is set: halt. When the API set it (its trading_state says halted), the halt is the operator's,
+        already recorded: adopt it. Set by hand, the halt is recorded here under the actor `kill_switch`.
+        Callers hold the engine lock (the gate runs inside a step)."""
         engine = self.engine
         assert engine is not None
-        with self.lock:
-            changed = engine.set_state(
+        if engine.state is TradingState.HALTED:
+            return
+        posted = store.trading_state()
+        if (
+            posted
+            and posted.get("state") == "halted"
+            and posted.get("actor") not in (None, "", "kill_switch")
+        ):
+            engine.set_state(
+                TradingState.HALTED,
+                actor=str(posted["actor"]),
+                reason=str(posted.get("reason") or ""),
+                now=datetime.now(UTC),
+                record=False,
+            )
+        else:
+            engine.set_state(
                 TradingState.HALTED,
                 actor="kill_switch",
                 reason="tradeos:kill_switch is set",
                 now=datetime.now(UTC),
             )
-        if changed:
             log.warning("kill switch set in Redis: trading halted")
 
     def _handle_command(self, store: RedisStore, raw: bytes) -> None:
@@ -572,7 +592,8 @@ class EngineRunner:
             reply.update(state=engine.state.value, profile=engine.profile.name)
         log.info("command %s from %s applied: %s", name, actor, reply)
         store.ack(command_id, reply)
-        self._sync_redis_state()
+        # A refused command leaves Redis saying what the API asked for: put back what is in force.
+        self._sync_redis_state(force=not reply["ok"])
 
     def _renew_lease(self, pg: PostgresStore) -> None:
         if self.token is None:

@@ -41,6 +41,15 @@ class RedisStore:
         """Raises redis.RedisError when it cannot be read (the caller fails closed)."""
         return self.client.get(keys.KILL_SWITCH) in (b"1", b"true")
 
+    def trading_state(self) -> dict[str, Any] | None:
+        """The trading state as last posted (by the API or the engine); None if absent or unreadable JSON."""
+        raw = self.client.get(keys.TRADING_STATE)
+        try:
+            posted = json.loads(raw) if raw else None
+        except ValueError:
+            return None
+        return posted if isinstance(posted, dict) else None
+
     def write_trading_state(self, *, state: str, actor: str, reason: str, since: datetime | None) -> None:
         pipe = self.client.pipeline()
         if state == "halted":

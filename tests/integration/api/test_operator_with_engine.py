@@ -101,11 +101,6 @@ async def test_a_halt_is_confirmed_by_the_engine_and_no_order_follows_until_resu
     assert [a for a in actions if a[1] == "api"] == [("halt", "api", "e2e"), ("resume", "api", "e2e over")]
 
 
-@pytest.mark.xfail(
-    reason="engine side: its kill-switch poll can see the key the API set (with tradeos:trading_state, in one "
-    "MULTI) before the halt command arrives, and records a second halt with actor 'kill_switch'",
-    strict=False,
-)
 @pytest.mark.usefixtures("engine")
 async def test_a_halt_through_the_api_is_recorded_once_under_its_actor(
     client: httpx.AsyncClient, pg: psycopg.Connection
