@@ -14,13 +14,12 @@ from typing import Annotated, Any
 
 import duckdb
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from analytics.rollups import PERFORMANCE, SIGNALS, SYSTEM
 from analytics.warehouse import Warehouse, WarehouseMissingError, rollup_as_of
 from api.auth import redact_server_logs, require_token
+from api.docs import add_docs_routes
 from api.schemas import UtcDatetime
 from live.settings import Settings
 
@@ -266,18 +265,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.include_router(router)
 
-    @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_token)])
-    def openapi() -> JSONResponse:
-        return JSONResponse(app.openapi())
-
-    @app.get("/docs", include_in_schema=False, dependencies=[Depends(require_token)])
-    def docs() -> HTMLResponse:
-        # The page embeds the schema, so the browser never fetches it without the header.
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title=f"{API_TITLE} - docs",
-            swagger_ui_parameters={"spec": app.openapi()},
-        )
-
+    add_docs_routes(app, title=API_TITLE, dependencies=[Depends(require_token)])
     redact_server_logs()
     return app

@@ -11,8 +11,7 @@ from typing import Annotated, Any
 
 import uvicorn
 from fastapi import APIRouter, Body, FastAPI, Query, Request, Response
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
 from api import reads
@@ -20,6 +19,7 @@ from api.access_log import AccessLogMiddleware, AccessLogRecorder
 from api.auth import redact_server_logs
 from api.control import EngineNotRunning, EngineRefused, EngineTimeout, TradingControl, TradingHalted
 from api.deps import ActorDep, ControlDep, SettingsDep, StoresDep, TokenDep
+from api.docs import add_docs_routes
 from api.schemas import (
     ErrorResponse,
     FlattenRequest,
@@ -179,20 +179,7 @@ async def set_profile(control: ControlDep, actor: ActorDep, body: ProfileRequest
 
 
 def _add_docs_routes(app: FastAPI) -> None:
-    """`/openapi.json` and `/docs` behind the token like everything else; the page embeds the schema, so the
-    browser never fetches it without the header."""
-
-    @app.get("/openapi.json", include_in_schema=False, dependencies=[TokenDep])
-    async def openapi() -> JSONResponse:
-        return JSONResponse(app.openapi())
-
-    @app.get("/docs", include_in_schema=False, dependencies=[TokenDep])
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title=f"{API_TITLE} - docs",
-            swagger_ui_parameters={"spec": app.openapi(), "persistAuthorization": True},
-        )
+    add_docs_routes(app, title=API_TITLE, dependencies=[TokenDep])
 
 
 def _add_error_handlers(app: FastAPI) -> None:

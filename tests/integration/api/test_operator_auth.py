@@ -71,6 +71,21 @@ async def test_docs_and_openapi_document_every_endpoint_with_the_token(client: h
     assert "examples" in schema["components"]["schemas"]["Trade"]
 
 
+async def test_the_docs_page_loads_everything_from_our_own_server_and_nothing_from_a_cdn(
+    client: httpx.AsyncClient,
+) -> None:
+    import re
+
+    page = (await client.get("/docs")).text
+    urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page)
+    assert urls
+    assert not [u for u in urls if "//" in u], "the docs page references another host"
+    for url in urls:
+        asset = await client.get(url)
+        assert asset.status_code == 200, url
+        assert asset.content, url
+
+
 @pytest.mark.parametrize("query", ["", "?token=wrong", "?token="])
 async def test_websocket_is_refused_before_any_message_without_the_right_token(
     api: ServerThread, query: str
