@@ -73,17 +73,22 @@ def serve(settings: Settings) -> int:
     import uvicorn
 
     from api.operator import create_app, server_config
+    from live.stores.embedded import running_embedded_url
 
-    for name, value in (
-        ("TRADEOS_DATABASE_URL", settings.database_url),
-        ("TRADEOS_REDIS_URL", settings.redis_url),
-    ):
+    # Unset URLs mean the embedded servers of a `tradeos up` running under the same TRADEOS_HOME.
+    resolved = {
+        "database_url": settings.database_url or running_embedded_url(settings.home_dir, "postgres"),
+        "redis_url": settings.redis_url or running_embedded_url(settings.home_dir, "redis"),
+    }
+    for name, value in resolved.items():
         if not value:
             print(
-                f"tradeos: {name} must be set for `tradeos api` (it serves an existing system)",
+                f"tradeos: TRADEOS_{name.upper()} is not set and no embedded server runs under "
+                f"{settings.home_dir}: start `tradeos up` or set it",
                 file=sys.stderr,
             )
             return EXIT_BAD_CONFIG
+    settings = settings.model_copy(update=resolved)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     uvicorn.Server(server_config(create_app(settings), host=settings.host, port=settings.api_port)).run()
