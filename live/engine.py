@@ -163,8 +163,11 @@ class Engine:
         classifier: RegimeClassifier | None = None,
         confirm_bars: int = 30,
         bar_seconds: int = 60,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.symbols = tuple(symbols)
+        # Operators' actions are stamped with the wall clock; everything else with the bars' clock.
+        self.wall_clock = wall_clock
         self.profile = profile
         self.portfolio = Portfolio(initial_cash=initial_cash)
         self.broker = PaperBroker(commission_bps=commission_bps, slippage_bps=slippage_bps)
@@ -224,14 +227,16 @@ class Engine:
         now: datetime | None = None,
         record: bool = True,
     ) -> bool:
-        """Moves to `state` (idempotent); returns whether it changed. The change is recorded as a control action
-        unless the caller recorded it already (`record=False`: the API writes operators' actions itself)."""
+        """Moves to `state` (idempotent); returns whether it changed. The change is recorded as a control action,
+        stamped with the wall clock like every operator action (`now` defaults to it), unless the caller recorded
+        it already (`record=False`: the API writes operators' actions itself)."""
         if state is self.state:
             return False
         self.state = state
         self.state_actor = actor
         self.state_reason = reason
-        self.state_since = now or self.last_timestamp
+        now = now or self.wall_clock()
+        self.state_since = now
         if state is TradingState.ACTIVE:
             self._rejections.clear()
         if not record:
@@ -239,7 +244,7 @@ class Engine:
         action = {"active": "resume", "halted": "halt", "reduce_only": "reduce"}[state.value]
         self.outbox.control_actions.append(
             ControlAction(
-                timestamp=now or self.last_timestamp or datetime.now(UTC),
+                timestamp=now,
                 action=action,
                 actor=actor,
                 reason=reason,
@@ -573,7 +578,11 @@ class Engine:
         self.outbox.risk_events.append(
             RiskEvent(timestamp=timestamp, code=code, detail=detail, halts_trading=True)
         )
-        self.set_state(TradingState.HALTED, actor=f"circuit_breaker:{code}", reason=detail, now=timestamp)
+        self.set_state(
+            TradingState.HALTED,
+            actor=f"circuit_breaker:{code}",
+            reason=f"{detail} (bar {timestamp:%Y-%m-%dT%H:%M}Z)",
+        )
 
     def restore_book(self, *, fills: Sequence[Fill], high_water_mark: Decimal) -> None:
         """Rebuilds the book from recorded fills (crash recovery); the last day's P&L is recomputed."""

@@ -221,6 +221,19 @@ def test_a_daily_loss_beyond_the_limit_trips_the_breaker_and_halts():
     assert not [o for o in out.orders if o.timestamp > halts[0].timestamp]
 
 
+def test_a_breakers_halt_is_recorded_on_the_wall_clock_like_every_operator_action():
+    from datetime import UTC, datetime
+
+    wall = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+    profile = eager_profile(max_order_notional_fraction=Decimal("0.00001"), reject_storm_count=3)
+    engine = _engine(profile, wall_clock=lambda: wall)
+    out = _run(engine, _batches(trending_rows(SYMBOLS, 120)))
+    assert [(a.action, a.timestamp) for a in out.control_actions] == [("halt", wall)]
+    assert engine.state_since == wall
+    storm = next(e for e in out.risk_events if e.halts_trading)
+    assert storm.timestamp < wall  # the risk event keeps the bar's time
+
+
 def test_a_storm_of_rejections_halts_trading():
     profile = eager_profile(max_order_notional_fraction=Decimal("0.00001"), reject_storm_count=3)
     engine = _engine(profile)
