@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--profile", type=str, default=None, choices=PROFILE_NAMES)
     up.add_argument("--no-flows", action="store_true", help="do not serve the Prefect flows")
     up.add_argument("--no-api", action="store_true", help="engine only (no HTTP servers)")
+    sub.add_parser("serve-apis", help=argparse.SUPPRESS)
     for module in ("api.cli_flows", "api.cli_operator"):
         with contextlib.suppress(ImportError):
             __import__(module, fromlist=["register"]).register(sub)
@@ -77,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         except StartupError as exc:
             print(f"tradeos: {exc}", file=sys.stderr)
             return EXIT_BAD_CONFIG
+    if args.command == "serve-apis":
+        return serve_apis(settings)
     if args.command == "flows":
         from api import cli_flows
 
@@ -187,6 +190,8 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
     settings.home_dir.mkdir(parents=True, exist_ok=True)
     feed = make_feed(args)
     _configure_logging(settings)
+    # The control thread (operator commands, the kill-switch poll) must get the GIL promptly from a busy engine.
+    sys.setswitchinterval(0.001)
     from live.runner import EngineRunner, RunnerOptions
 
     with _stores(settings) as (database_url, redis_url):
@@ -203,23 +208,28 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
         engine_thread = threading.Thread(
             target=_run_engine, args=(runner, stop), name="tradeos-engine", daemon=True
         )
-        flows = None if args.no_flows else _start_flows(resolved)
+        children: dict[str, subprocess.Popen[bytes]] = {}
         engine_thread.start()
         log.info("TRADEOS up at %s: feed %s, speed %s", datetime.now(UTC).isoformat(), args.feed, args.speed)
         try:
-            if args.no_api:
-                _wait_for_signal(stop)
-            else:
-                asyncio.run(_serve_apis(resolved, stop))
+            # The APIs run in their own process: the engine at --speed 0 holds the GIL nearly all the time.
+            if not args.no_api:
+                children["apis"] = _start_child(resolved, ["serve-apis"], log_name=None)
+            if not args.no_flows:
+                children["flows"] = _start_child(resolved, ["_serve-flows"], log_name="flows.log")
+            _wait_for_signal(stop, children)
         finally:
             stop.set()
+            for child in children.values():
+                if child.poll() is None:
+                    child.terminate()
             engine_thread.join(timeout=30)
-            if flows is not None:
-                flows.terminate()
+            for child in children.values():
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    flows.wait(15)
-                if flows.poll() is None:
-                    flows.kill()
+                    child.wait(15)
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
             log.info("TRADEOS stopped: %d bars processed", runner.bars_processed)
     return 0
 
@@ -242,34 +252,62 @@ def _classifier_loader() -> Any:
     return load_promoted_classifier
 
 
-def _start_flows(settings: Settings) -> subprocess.Popen[bytes] | None:
-    """Serves the Prefect deployments on their schedules in a child process (Prefect wants its own main thread)."""
+def _start_child(settings: Settings, command: list[str], *, log_name: str | None) -> subprocess.Popen[bytes]:
+    """A part of `tradeos up` in its own process, configured through the environment with the resolved URLs;
+    it dies with us (PR_SET_PDEATHSIG), so a `kill -9` of `tradeos up` leaves no orphan."""
+    from live.stores.embedded import die_with_parent
+
     env = dict(os.environ)
     env.update(
         TRADEOS_DATABASE_URL=settings.database_url or "",
         TRADEOS_REDIS_URL=settings.redis_url or "",
         TRADEOS_HOME=str(settings.home_dir),
+        TRADEOS_HOST=settings.host,
+        TRADEOS_API_PORT=str(settings.api_port),
+        TRADEOS_METRICS_PORT=str(settings.metrics_port),
     )
-    log_file = open(settings.logs_dir / "flows.log", "ab")  # noqa: SIM115 - handed to the child
+    if command[0] == "_serve-flows":
+        argv = [sys.executable, "-m", "flows.serve"]
+    else:
+        argv = [sys.executable, "-m", "api.cli", *command]
+    if log_name is None:
+        return subprocess.Popen(argv, env=env, preexec_fn=die_with_parent)
+    log_file = open(settings.logs_dir / log_name, "ab")  # noqa: SIM115 - handed to the child
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "flows.serve"], env=env, stdout=log_file, stderr=subprocess.STDOUT
+            argv, env=env, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
         )
-    except OSError as exc:
-        log.error("could not start the flows: %s", exc)
-        return None
     finally:
         log_file.close()
 
 
-def _wait_for_signal(stop: threading.Event) -> None:
+def _wait_for_signal(stop: threading.Event, children: dict[str, subprocess.Popen[bytes]]) -> None:
+    """Until SIGINT/SIGTERM, the engine stopping, or a child process dying."""
+
     def handler(signum: int, _frame: object) -> None:
         stop.set()
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     while not stop.is_set():
-        stop.wait(0.5)
+        for name, child in children.items():
+            if child.poll() is not None:
+                log.error("the %s process exited (code %s); stopping", name, child.returncode)
+                stop.set()
+        stop.wait(0.2)
+
+
+def serve_apis(settings: Settings) -> int:
+    """`tradeos serve-apis` (internal, started by `tradeos up`): both HTTP apps in one process, on uvloop."""
+    _configure_logging(settings)
+    stop = threading.Event()
+    try:
+        import uvloop
+
+        uvloop.run(_serve_apis(settings, stop))
+    except ImportError:
+        asyncio.run(_serve_apis(settings, stop))
+    return 0
 
 
 async def _serve_apis(settings: Settings, stop: threading.Event) -> None:

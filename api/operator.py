@@ -93,6 +93,11 @@ OptionalReason = Annotated[ReasonRequest | None, Body()]
 router = APIRouter(dependencies=[TokenDep], responses=_ERRORS)
 
 
+def _json(body: bytes) -> Response:
+    """A body already in its response model's shape (the model still documents the route in /docs)."""
+    return Response(content=body, media_type="application/json")
+
+
 @router.get(
     "/healthz", response_model=Health, responses={503: {"model": Health, "description": "Not healthy."}}
 )
@@ -105,9 +110,10 @@ async def healthz(stores: StoresDep, response: Response) -> Health:
 
 
 @router.get("/portfolio", response_model=Portfolio)
-async def portfolio(stores: StoresDep, settings: SettingsDep) -> Portfolio:
+async def portfolio(stores: StoresDep, settings: SettingsDep) -> Response:
     """The book as last marked by the engine."""
-    return await reads.read_portfolio(stores=stores, initial_cash=settings.initial_cash)
+    # Already in the `Portfolio` shape: returned as is rather than validated and serialised again per request.
+    return _json(await reads.read_portfolio_json(stores=stores, initial_cash=settings.initial_cash))
 
 
 @router.get("/positions", response_model=list[Position])
@@ -119,9 +125,9 @@ async def positions(stores: StoresDep, settings: SettingsDep) -> list[Position]:
 @router.get("/trades", response_model=list[Trade])
 async def trades(
     stores: StoresDep, limit: Limit = 50, symbol: Annotated[str | None, Query()] = None, since: Since = None
-) -> list[Trade]:
+) -> Response:
     """Fills, newest first."""
-    return await reads.read_trades(stores=stores, limit=limit, symbol=symbol, since=since)
+    return _json(await reads.read_trades_json(stores=stores, limit=limit, symbol=symbol, since=since))
 
 
 @router.get("/signals", response_model=list[Signal])

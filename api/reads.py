@@ -8,6 +8,8 @@ import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache, partial
+from typing import Any
 
 from psycopg.rows import dict_row
 
@@ -20,17 +22,41 @@ from live.stores import redis_keys
 PROBE_TIMEOUT_SECONDS = 2.0
 
 
+async def _portfolio_snapshot(stores: Stores) -> bytes | None:
+    try:
+        async with redis_errors():
+            return await stores.shared.read(redis_keys.PORTFOLIO, partial(_get_snapshot, stores))
+    except StoreUnavailable:
+        return None
+
+
+async def _get_snapshot(stores: Stores) -> bytes | None:
+    raw = await stores.redis.get(redis_keys.PORTFOLIO)
+    return raw.encode() if isinstance(raw, str) else raw
+
+
 async def read_portfolio(*, stores: Stores, initial_cash: Decimal) -> Portfolio:
     """The engine's last snapshot; without one (engine never ran, Redis down or flushed) the book rebuilt from
     PostgreSQL's fills, marked at each symbol's last recorded close."""
-    try:
-        async with redis_errors():
-            raw = await stores.redis.get(redis_keys.PORTFOLIO)
-    except StoreUnavailable:
-        raw = None
+    raw = await _portfolio_snapshot(stores)
     if raw:
         return Portfolio.model_validate_json(raw)
     return await _portfolio_from_record(stores=stores, initial_cash=initial_cash)
+
+
+async def read_portfolio_json(*, stores: Stores, initial_cash: Decimal) -> bytes:
+    """`read_portfolio` as the response body: the engine re-publishes the same snapshot between marks, so each
+    distinct snapshot is validated and serialised once."""
+    raw = await _portfolio_snapshot(stores)
+    if raw:
+        return _portfolio_body(raw)
+    book = await _portfolio_from_record(stores=stores, initial_cash=initial_cash)
+    return book.model_dump_json().encode()
+
+
+@lru_cache(maxsize=8)
+def _portfolio_body(raw: bytes) -> bytes:
+    return Portfolio.model_validate_json(raw).model_dump_json().encode()
 
 
 async def read_positions(*, stores: Stores, initial_cash: Decimal) -> list[Position]:
@@ -67,21 +93,85 @@ async def _portfolio_from_record(*, stores: Stores, initial_cash: Decimal) -> Po
     return Portfolio.model_validate(book.snapshot(timestamp))
 
 
+_TRADE_COLUMNS = (
+    "id",
+    "order_id",
+    "symbol",
+    "side",
+    "quantity",
+    "price",
+    "fee",
+    "timestamp",
+    "signal_type",
+    "realized_pnl",
+)
+_TRADES_SELECT = f"SELECT {', '.join(_TRADE_COLUMNS)} FROM fills"
+_TRADES_ORDER = " ORDER BY timestamp DESC, id DESC LIMIT %(limit)s"
+# One statement per combination of filters, so each is planned (and prepared) for what it filters on; with no
+# filter it is a backward scan of fills_timestamp_idx that stops after `limit` rows.
+_TRADES_QUERIES = {
+    (False, False): _TRADES_SELECT + _TRADES_ORDER,
+    (True, False): _TRADES_SELECT + " WHERE symbol = %(symbol)s" + _TRADES_ORDER,
+    (False, True): _TRADES_SELECT + " WHERE timestamp >= %(since)s" + _TRADES_ORDER,
+    (True, True): _TRADES_SELECT + " WHERE symbol = %(symbol)s AND timestamp >= %(since)s" + _TRADES_ORDER,
+}
+
+
+async def _trade_rows(
+    *, stores: Stores, limit: int, symbol: str | None, since: datetime | None
+) -> list[tuple[Any, ...]]:
+    async with stores.postgres() as conn:
+        cursor = await conn.execute(
+            _TRADES_QUERIES[symbol is not None, since is not None],
+            {"symbol": symbol, "since": since, "limit": limit},
+        )
+        return await cursor.fetchall()
+
+
 async def read_trades(
     *, stores: Stores, limit: int, symbol: str | None = None, since: datetime | None = None
 ) -> list[Trade]:
     """Fills, newest first."""
-    async with stores.postgres() as conn:
-        cursor = conn.cursor(row_factory=dict_row)
-        await cursor.execute(
-            "SELECT id, order_id, symbol, side, quantity, price, fee, timestamp, signal_type, realized_pnl"
-            " FROM fills"
-            " WHERE (%(symbol)s::text IS NULL OR symbol = %(symbol)s)"
-            " AND (%(since)s::timestamptz IS NULL OR timestamp >= %(since)s)"
-            " ORDER BY timestamp DESC, id DESC LIMIT %(limit)s",
-            {"symbol": symbol, "since": since, "limit": limit},
-        )
-        return [Trade.model_validate(row) for row in await cursor.fetchall()]
+    rows = await _trade_rows(stores=stores, limit=limit, symbol=symbol, since=since)
+    return [Trade.model_validate(dict(zip(_TRADE_COLUMNS, row, strict=True))) for row in rows]
+
+
+async def read_trades_json(
+    *, stores: Stores, limit: int, symbol: str | None = None, since: datetime | None = None
+) -> bytes:
+    """`read_trades` as the response body, in the `Trade` shape without a model per row: the table's
+    constraints already guarantee what `Trade` checks (side, quantity > 0, UTC timestamps). Concurrent identical
+    requests share one query."""
+    return await stores.shared.read(
+        ("trades", limit, symbol, since),
+        partial(_trades_body, stores=stores, limit=limit, symbol=symbol, since=since),
+    )
+
+
+async def _trades_body(*, stores: Stores, limit: int, symbol: str | None, since: datetime | None) -> bytes:
+    rows = await _trade_rows(stores=stores, limit=limit, symbol=symbol, since=since)
+    return json.dumps(
+        [
+            {
+                "id": fill_id,
+                "order_id": order_id,
+                "symbol": symbol_,
+                "side": side,
+                "quantity": quantity,
+                "price": float(price),
+                "fee": float(fee),
+                "timestamp": _iso_z(timestamp),
+                "signal_type": signal_type,
+                "realized_pnl": float(realized_pnl),
+            }
+            for fill_id, order_id, symbol_, side, quantity, price, fee, timestamp, signal_type, realized_pnl in rows
+        ],
+        separators=(",", ":"),
+    ).encode()
+
+
+def _iso_z(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 async def read_signals(

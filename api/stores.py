@@ -3,14 +3,19 @@ server turns into a quick `StoreUnavailable` (HTTP 503) rather than a hung reque
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar, cast
 
 import psycopg
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from redis.exceptions import RedisError
+
+T = TypeVar("T")
 
 PG_CONNECT_TIMEOUT_SECONDS = 2
 PG_STATEMENT_TIMEOUT_MS = 5000
@@ -26,11 +31,35 @@ class StoreUnavailable(Exception):
         super().__init__(f"{store} is unavailable" + (f": {cause}" if cause and str(cause) else ""))
 
 
+class SharedReads:
+    """Identical reads asked for while one is in flight share it: 64 concurrent `/portfolio` requests cost one
+    Redis round trip, 32 concurrent `/trades?limit=50` one query. Nothing is cached: a value is at most one round
+    trip older than the request that gets it."""
+
+    def __init__(self) -> None:
+        self._pending: dict[Hashable, asyncio.Future[Any]] = {}
+
+    async def read(self, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> T:
+        pending = self._pending.get(key)
+        if pending is None:
+            pending = self._pending[key] = asyncio.ensure_future(fetch())
+            pending.add_done_callback(partial(self._settled, key))
+        # Shielded: a caller that gives up (its client went away) does not cancel the read for the others.
+        return cast(T, await asyncio.shield(pending))
+
+    def _settled(self, key: Hashable, done: asyncio.Future[Any]) -> None:
+        if self._pending.get(key) is done:
+            del self._pending[key]
+        if not done.cancelled():
+            done.exception()  # retrieved, so a failure whose callers all gave up is not reported as lost
+
+
 @dataclass(frozen=True, slots=True)
 class Stores:
     redis: aioredis.Redis
     pool: AsyncConnectionPool
     redis_db: int
+    shared: SharedReads = field(default_factory=SharedReads)
 
     @classmethod
     async def open(cls, *, database_url: str, redis_url: str) -> Stores:

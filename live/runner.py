@@ -7,6 +7,7 @@ take effect between two steps, so a halt acknowledged to the API is in force for
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -14,7 +15,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -78,6 +79,7 @@ class EngineRunner:
         self.feed_done = threading.Event()
         self.ready = threading.Event()
         self.lease_lost = threading.Event()
+        self._command_waiting = threading.Event()
         self.redis_down = False
         self.postgres_down = False
         self.last_loop_wall = time.monotonic()
@@ -233,6 +235,8 @@ class EngineRunner:
                     break
             with self.lock:
                 engine.step(batch, gate=self._gate)
+            if self._command_waiting.is_set():
+                self._let_command_in()
             self.bars_processed += len(batch)
             pending_bars += len(batch)
             self.last_loop_wall = time.monotonic()
@@ -480,7 +484,7 @@ class EngineRunner:
                     if now >= next_poll:
                         next_poll = now + 0.2
                         if store.kill_switch_set():
-                            with self.lock:
+                            with self._command_turn():
                                 self._halt_by_kill_switch(store)
                     if now >= next_beat:
                         next_beat = now + 0.5
@@ -575,7 +579,7 @@ class EngineRunner:
             "resume": TradingState.ACTIVE,
             "reduce": TradingState.REDUCE_ONLY,
         }
-        with self.lock:
+        with self._command_turn():
             if name in states:
                 engine.set_state(
                     states[name], actor=actor, reason=reason, record=False, now=datetime.now(UTC)
@@ -594,6 +598,23 @@ class EngineRunner:
         store.ack(command_id, reply)
         # A refused command leaves Redis saying what the API asked for: put back what is in force.
         self._sync_redis_state(force=not reply["ok"])
+
+    @contextlib.contextmanager
+    def _command_turn(self) -> Iterator[None]:
+        """The engine lock for an operator command, taken between two steps without waiting for a flush: the
+        engine thread sees the flag after its step and stands aside (a plain lock would let it retake at once)."""
+        self._command_waiting.set()
+        try:
+            with self.lock:
+                self._command_waiting.clear()
+                yield
+        finally:
+            self._command_waiting.clear()
+
+    def _let_command_in(self) -> None:
+        deadline = time.monotonic() + 0.05
+        while self._command_waiting.is_set() and time.monotonic() < deadline:
+            time.sleep(0.0001)
 
     def _renew_lease(self, pg: PostgresStore) -> None:
         if self.token is None:

@@ -32,7 +32,8 @@ class EmbeddedError(RuntimeError):
     """An embedded server could not start."""
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """preexec_fn for a child process: SIGTERM it when its parent dies."""
     with contextlib.suppress(Exception):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -131,7 +132,7 @@ class EmbeddedRedis:
             self.url = f"redis://127.0.0.1:{port}/0"
         log_file = open(folder / "redis.log", "ab")  # noqa: SIM115 - handed to the child
         self.process = subprocess.Popen(
-            args, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+            args, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
         )
         log_file.close()
         _write_run_file(self.home, "redis", {"pid": self.process.pid, "url": self.url})
