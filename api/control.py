@@ -8,6 +8,7 @@ and only then clears the kill switch, so a resume that cannot be recorded never 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass
@@ -118,21 +119,35 @@ class TradingControl:
                 await pipe.execute()
         except StoreUnavailable as exc:
             redis_error = exc
+        if redis_error is None:
+            # The kill switch is set: the record and the engine's confirmation need not wait for each other.
+            recorded, acknowledged = await asyncio.gather(
+                self._record_halt(already=already, actor=actor, reason=reason, at=now),
+                self._command("halt", actor=actor, reason=reason),
+            )
+            if isinstance(recorded, StoreUnavailable):
+                raise StoreUnavailable(
+                    "postgres",
+                    "the kill switch is set and trading is halted, but the halt could not be recorded",
+                ) from recorded
+            return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
+        recorded = await self._record_halt(already=already, actor=actor, reason=reason, at=now)
+        if isinstance(recorded, StoreUnavailable):
+            raise StoreUnavailable("redis and postgres", recorded) from recorded
+        raise StoreUnavailable(
+            "redis", "the halt is recorded in PostgreSQL; the engine does not trade while Redis is down"
+        ) from redis_error
+
+    async def _record_halt(
+        self, *, already: bool, actor: str, reason: str, at: datetime
+    ) -> StoreUnavailable | None:
+        if already:
+            return None
         try:
-            if not already:
-                await self._record(action="halt", actor=actor, reason=reason, at=now)
+            await self._record(action="halt", actor=actor, reason=reason, at=at)
         except StoreUnavailable as exc:
-            if redis_error:
-                raise StoreUnavailable("redis and postgres", exc) from exc
-            raise StoreUnavailable(
-                "postgres", "the kill switch is set and trading is halted, but the halt could not be recorded"
-            ) from exc
-        if redis_error:
-            raise StoreUnavailable(
-                "redis", "the halt is recorded in PostgreSQL; the engine does not trade while Redis is down"
-            ) from redis_error
-        acknowledged = await self._command("halt", actor=actor, reason=reason)
-        return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
+            return exc
+        return None
 
     async def resume(self, *, actor: str, reason: str) -> TradingStatus:
         """Recorded, kill switch cleared, engine told; the only way out of a halt. Idempotent."""
