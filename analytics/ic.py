@@ -41,6 +41,7 @@ _RANKING_THREADS = min(4, os.cpu_count() or 1)
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 def _utc_us(frame: pl.DataFrame, name: str) -> pl.Expr:
@@ -94,14 +95,21 @@ def forward_returns(bars: pl.DataFrame, *, horizons: Iterable[int]) -> pl.DataFr
     return ordered.with_columns(_forward_expressions(distinct)).drop("close").sort("timestamp", "symbol")
 
 
-def _average_ranks(values: FloatArray) -> FloatArray:
-    """Average 1-based ranks along each row, ties sharing their mean rank (scipy.stats.rankdata); NaN stays NaN."""
+def _centered_ranks(values: FloatArray, missing: BoolArray, count: IntArray) -> FloatArray:
+    """Average 1-based ranks of each row's present values (ties share their mean rank, as scipy.stats.rankdata),
+    minus the row's mean rank; missing cells are 0, so they drop out of the sums of products."""
     width = values.shape[1]
-    order = np.argsort(values, axis=1)  # NaN sorts last
-    ordered = np.take_along_axis(values, order, axis=1)
+    # numpy's vectorised argsort falls back to a much slower path when a row holds NaN: missing cells sort last as
+    # +inf instead, unless a present value is +inf itself (then NaN, which sorts after it, keeps them apart).
+    present_inf = bool(np.isposinf(values).any()) and bool((np.isposinf(values) & ~missing).any())
+    keys = np.where(missing, np.nan if present_inf else np.inf, values)
+    order = np.argsort(keys, axis=1)
+    ordered = np.take_along_axis(keys, order, axis=1)
     position = np.arange(width)
-    ranked = np.broadcast_to(position + 1.0, values.shape).copy()
-    tied = ordered[:, 1:] == ordered[:, :-1]
+    is_present = position < count[:, None]  # the present values come first in each sorted row
+    mean_rank = (count + 1) / 2.0
+    ranked = np.where(is_present, (position + 1.0) - mean_rank[:, None], 0.0)
+    tied = (ordered[:, 1:] == ordered[:, :-1]) & is_present[:, 1:]
     with_ties = np.flatnonzero(tied.any(axis=1))
     if with_ties.size:
         # Only rows holding ties pay for finding each run of equal values and its mean position.
@@ -111,19 +119,20 @@ def _average_ranks(values: FloatArray) -> FloatArray:
         ends[:, :-1] = starts[:, 1:]
         first = np.maximum.accumulate(np.where(starts, position, 0), axis=1)
         last = np.minimum.accumulate(np.where(ends, position, width - 1)[:, ::-1], axis=1)[:, ::-1]
-        ranked[with_ties] = (first + last) / 2.0 + 1.0
-    ranks = np.empty_like(values)
-    np.put_along_axis(ranks, order, ranked, axis=1)
-    ranks[np.isnan(values)] = np.nan
-    return ranks
+        ranked[with_ties] = np.where(
+            is_present[with_ties], ((first + last) / 2.0 + 1.0) - mean_rank[with_ties, None], 0.0
+        )
+    centered = np.empty_like(values)
+    np.put_along_axis(centered, order, ranked, axis=1)
+    return centered
 
 
-def _batch_rank_correlation(strength: FloatArray, forward: FloatArray, count: IntArray) -> FloatArray:
-    x = _average_ranks(strength)
-    y = _average_ranks(forward)
+def _batch_rank_correlation(
+    strength: FloatArray, forward: FloatArray, missing: BoolArray, count: IntArray
+) -> FloatArray:
+    x = _centered_ranks(strength, missing, count)
+    y = _centered_ranks(forward, missing, count)
     with np.errstate(divide="ignore", invalid="ignore"):
-        x = np.nan_to_num(x - (np.nansum(x, axis=1) / count)[:, None])
-        y = np.nan_to_num(y - (np.nansum(y, axis=1) / count)[:, None])
         ic: FloatArray = (x * y).sum(axis=1) / np.sqrt((x * x).sum(axis=1) * (y * y).sum(axis=1))
     return ic
 
@@ -131,8 +140,6 @@ def _batch_rank_correlation(strength: FloatArray, forward: FloatArray, count: In
 def _row_rank_correlation(strength: FloatArray, forward: FloatArray) -> tuple[FloatArray, IntArray]:
     """Spearman correlation of each row's present pairs (both values not NaN), and how many pairs there were."""
     missing = np.isnan(strength) | np.isnan(forward)
-    strength = np.where(missing, np.nan, strength)
-    forward = np.where(missing, np.nan, forward)
     count = (~missing).sum(axis=1).astype(np.int64)
     n_rows, width = strength.shape
     # numpy's sorts release the GIL, so row batches rank in parallel on threads.
@@ -142,7 +149,10 @@ def _row_rank_correlation(strength: FloatArray, forward: FloatArray) -> tuple[Fl
     with ThreadPoolExecutor(max_workers=workers) as pool:
         parts = list(
             pool.map(
-                lambda rows: _batch_rank_correlation(strength[rows], forward[rows], count[rows]), batches
+                lambda rows: _batch_rank_correlation(
+                    strength[rows], forward[rows], missing[rows], count[rows]
+                ),
+                batches,
             )
         )
     ic = np.concatenate(parts) if parts else np.empty(0)
@@ -169,43 +179,113 @@ def _forward_return_panel(close: FloatArray, present: npt.NDArray[np.bool_], hor
     return by_symbol.reshape(close.shape[1], close.shape[0]).T
 
 
-def _dense_information_coefficient(
-    bar_rows: pl.DataFrame, signal_rows: pl.DataFrame, *, times: pl.Series, symbols: pl.Enum
-) -> pl.DataFrame:
-    shape = (times.len(), len(symbols.categories))
-    bar_row = times.search_sorted(bar_rows["timestamp"]).to_numpy()
-    bar_col = bar_rows["symbol"].cast(symbols).to_physical().to_numpy()
-    close = np.full(shape, np.nan)
-    bar_close = bar_rows["close"].to_numpy()
-    close[bar_row, bar_col] = bar_close
-    present = ~np.isnan(close)
-    if np.isnan(bar_close).any():
-        present[bar_row, bar_col] = True  # a bar with a missing close still counts as a bar
-    if int(present.sum()) != bar_rows.height:
-        _reject_duplicate_bars(bar_rows.sort("symbol", "timestamp"))
+@dataclass(frozen=True, slots=True)
+class _Panel:
+    """Where rows land on the (timestamp x symbol) panel: each row's panel row and column, and whether it has one."""
 
+    row: IntArray
+    col: IntArray
+    on_a_bar: BoolArray
+
+
+def _grid_block(bar_rows: pl.DataFrame, time_values: IntArray) -> pl.Series | None:
+    """One timestamp's symbols when the bars are time-major and every timestamp holds the same symbols in the same
+    order (as a query ordered by timestamp, symbol returns a complete panel); None for any other layout.
+
+    Then each bar's panel cell follows from its row number, and comparing strings replaces hashing them.
+    """
+    n_times = time_values.size
+    if n_times == 0 or bar_rows.height % n_times:
+        return None
+    width = bar_rows.height // n_times
+    stamps = bar_rows["timestamp"].to_physical().to_numpy().reshape(n_times, width)
+    if not (stamps == time_values[:, None]).all():
+        return None
+    symbol = bar_rows["symbol"]
+    block = symbol.head(width)
+    if symbol.null_count() or block.n_unique() != width:
+        return None
+    if n_times > 1 and not (symbol.slice(width) == symbol.slice(0, symbol.len() - width)).all():
+        return None
+    return block
+
+
+def _signal_cells(signal_rows: pl.DataFrame, *, times: pl.Series, symbols: pl.Enum) -> _Panel:
     time_values = times.to_physical().to_numpy()
     signal_times = signal_rows["timestamp"].to_physical().to_numpy()
-    signal_row = np.minimum(times.search_sorted(signal_rows["timestamp"]).to_numpy(), shape[0] - 1)
+    row = np.minimum(times.search_sorted(signal_rows["timestamp"]).to_numpy(), times.len() - 1)
     # A symbol that never has a bar gets no code, and its signals no forward return.
-    signal_code = signal_rows["symbol"].cast(symbols, strict=False).to_physical()
-    on_a_bar = (time_values[signal_row] == signal_times) & signal_code.is_not_null().to_numpy()
-    signal_col = signal_code.fill_null(0).to_numpy()
-    strength = signal_rows["strength"].fill_nan(np.nan).to_numpy()
-    horizon = signal_rows["horizon_bars"].to_numpy()
+    code = signal_rows["symbol"].cast(symbols, strict=False).to_physical()
+    on_a_bar = (time_values[row] == signal_times) & code.is_not_null().to_numpy()
+    return _Panel(row=row, col=code.fill_null(0).to_numpy().astype(np.int64), on_a_bar=on_a_bar)
+
+
+def _dense_information_coefficient(
+    bar_rows: pl.DataFrame,
+    signal_rows: pl.DataFrame,
+    *,
+    times: pl.Series,
+    symbols: pl.Enum,
+    grid_block: pl.Series | None = None,
+) -> pl.DataFrame:
+    shape = (times.len(), len(symbols.categories))
+    bar_close = bar_rows["close"].to_numpy()
+    close = np.full(shape, np.nan)
+    block_codes = np.arange(shape[1])
+    if grid_block is not None:
+        block_codes = grid_block.cast(symbols).to_physical().to_numpy().astype(np.int64)
+        bars_at = _Panel(
+            row=np.repeat(np.arange(shape[0]), shape[1]),
+            col=np.tile(block_codes, shape[0]),
+            on_a_bar=np.ones(bar_rows.height, dtype=bool),
+        )
+        close[:, block_codes] = bar_close.reshape(shape)
+        present = np.ones(shape, dtype=bool)
+    else:
+        bars_at = _Panel(
+            row=times.search_sorted(bar_rows["timestamp"]).to_numpy(),
+            col=bar_rows["symbol"].cast(symbols).to_physical().to_numpy().astype(np.int64),
+            on_a_bar=np.ones(bar_rows.height, dtype=bool),
+        )
+        close[bars_at.row, bars_at.col] = bar_close
+        present = ~np.isnan(close)
+        if np.isnan(bar_close).any():
+            present[bars_at.row, bars_at.col] = True  # a bar with a missing close still counts as a bar
+        if int(present.sum()) != bar_rows.height:
+            _reject_duplicate_bars(bar_rows.sort("symbol", "timestamp"))
+
     forward_by_horizon = {
         h: _forward_return_panel(close, present, h) for h in signal_rows["horizon_bars"].unique().to_list()
     }
-
+    bar_times = bar_rows["timestamp"].to_physical().to_numpy()
     parts = []
     for name in signal_rows["signal_type"].unique().sort().to_list():
-        mine = np.flatnonzero((signal_rows["signal_type"] == name).to_numpy() & on_a_bar)
-        rows, cols = signal_row[mine], signal_col[mine]
-        x = np.full(shape, np.nan)
-        x[rows, cols] = strength[mine]
+        of_type = np.flatnonzero((signal_rows["signal_type"] == name).to_numpy())
+        contiguous = of_type.size > 0 and int(of_type[-1]) - int(of_type[0]) + 1 == of_type.size
+        own = (
+            signal_rows.slice(int(of_type[0]), of_type.size) if contiguous else signal_rows[of_type]
+        ).select("timestamp", "symbol", "strength", "horizon_bars")
+        aligned = (
+            grid_block is not None
+            and own.height == bar_rows.height
+            and np.array_equal(own["timestamp"].to_physical().to_numpy(), bar_times)
+            and bool((own["symbol"] == bar_rows["symbol"]).all())
+        )
+        # When aligned, this type has a signal on every bar, in the bars' order: its cells are the bars' cells.
+        cells = bars_at if aligned else _signal_cells(own, times=times, symbols=symbols)
+        mine = np.flatnonzero(cells.on_a_bar)
         if mine.size == 0:
             continue
-        own_horizons = horizon[mine]
+        strength = own["strength"].fill_nan(np.nan).to_numpy()
+        x = np.full(shape, np.nan)
+        if aligned:
+            rows, cols, own_horizons = cells.row, cells.col, own["horizon_bars"].to_numpy()
+            x[:, block_codes] = strength.reshape(
+                shape
+            )  # the same cells as x[rows, cols], without the scatter
+        else:
+            rows, cols, own_horizons = cells.row[mine], cells.col[mine], own["horizon_bars"].to_numpy()[mine]
+            x[rows, cols] = strength[mine]
         if own_horizons.min() == own_horizons.max():
             # Cells without this type's signal are NaN in x, and so drop out of the pairs anyway.
             y = forward_by_horizon[int(own_horizons[0])]
@@ -214,7 +294,7 @@ def _dense_information_coefficient(
             for h in np.unique(own_horizons).tolist():
                 at_h = own_horizons == h
                 y[rows[at_h], cols[at_h]] = forward_by_horizon[h][rows[at_h], cols[at_h]]
-        used = np.flatnonzero(np.bincount(rows, minlength=shape[0]) > 0)
+        used = np.arange(shape[0]) if aligned else np.flatnonzero(np.bincount(rows, minlength=shape[0]) > 0)
         # Row selection copies the panel; skip it when every timestamp has this type's signals.
         everywhere = used.size == shape[0]
         ic, count = _row_rank_correlation(x if everywhere else x[used], y if everywhere else y[used])
@@ -284,9 +364,12 @@ def information_coefficient(signals: pl.DataFrame, bars: pl.DataFrame) -> pl.Dat
         signal_rows = signal_rows.drop_nulls(keys)  # copying every row only when there is something to drop
     _horizons(signal_rows["horizon_bars"].unique().to_list())
     times = bar_rows["timestamp"].unique().sort()
-    symbols = pl.Enum(bar_rows["symbol"].unique().sort())
+    grid_block = _grid_block(bar_rows, times.to_physical().to_numpy())
+    symbols = pl.Enum((grid_block if grid_block is not None else bar_rows["symbol"].unique()).sort())
     if times.len() * len(symbols.categories) <= _DENSE_CELLS_PER_BAR * bar_rows.height + _DENSE_CELLS_SLACK:
-        ic = _dense_information_coefficient(bar_rows, signal_rows, times=times, symbols=symbols)
+        ic = _dense_information_coefficient(
+            bar_rows, signal_rows, times=times, symbols=symbols, grid_block=grid_block
+        )
     else:
         ic = _grouped_information_coefficient(
             bar_rows, signal_rows.with_columns(pl.col("strength").fill_nan(None))

@@ -177,7 +177,14 @@ def load_fills(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 
 def load_closed_trades(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Closed trades from the synced fills (`analytics.trades.closed_trades`)."""
-    return closed_trades(load_fills(conn))
+    # Only the columns a closed trade is made of, in `load_fills`' order: fetching ten million order ids and
+    # prices that nothing reads was a fifth of the load.
+    return closed_trades(
+        conn.sql(
+            "SELECT id, timestamp, symbol, side, quantity, fee::DOUBLE AS fee, signal_type,"
+            " realized_pnl::DOUBLE AS realized_pnl FROM fills ORDER BY timestamp, id"
+        ).pl()
+    )
 
 
 def initial_capital(equity: pl.DataFrame) -> float | None:

@@ -17,8 +17,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
+
+if TYPE_CHECKING:
+    from adbc_driver_postgresql.dbapi import Connection as PostgresConnection
 
 PUBLISHED_NAME = "analytics.duckdb"
 STAGING_DIR = "warehouse"
@@ -335,33 +339,51 @@ def sync_from_postgres(
 
     ensure_schema(conn)
     added: dict[str, int] = {}
-    with pg_dbapi.connect(adbc_uri(database_url)) as pg:
-        for table in tables:
-            since = None if full else _watermark(conn, table)
-            sql, params = _select_sql(table, since=since)
-            with pg.cursor() as cursor:
-                cursor.execute(sql, parameters=params or None)
-                incoming = cursor.fetch_arrow_table()
-            pg.commit()  # end the read-only transaction so nothing is held open on the server
-            if incoming.num_rows == 0 and not table.full_copy:
-                added[table.name] = 0
-                continue
-            conn.register("_incoming_arrow", incoming)
+    # Every reader orders explicitly, so DuckDB's threads may append row groups as they finish: a third less CPU
+    # for a large copy, nothing left for the checkpoint after it, and a smaller file to publish.
+    conn.execute("SET preserve_insertion_order = false")
+    try:
+        with pg_dbapi.connect(adbc_uri(database_url)) as pg:
+            _copy_tables(conn, pg, tables, full=full, added=added)
+    finally:
+        conn.execute("RESET preserve_insertion_order")
+    _record_sync_state(conn, tables, added)
+    return added
+
+
+def _copy_tables(
+    conn: duckdb.DuckDBPyConnection,
+    pg: PostgresConnection,
+    tables: Sequence[SyncedTable],
+    *,
+    full: bool,
+    added: dict[str, int],
+) -> None:
+    for table in tables:
+        since = None if full else _watermark(conn, table)
+        sql, params = _select_sql(table, since=since)
+        first_copy = since is None and not table.full_copy and _is_empty(conn, table)
+        with pg.cursor() as cursor:
+            cursor.execute(sql, parameters=params or None)
+            # A stream, not a table: one batch in memory at a time, stored while the driver decodes the next.
+            conn.register("_incoming_arrow", cursor.fetch_record_batch())
             try:
-                if since is None and not table.full_copy and _is_empty(conn, table):
-                    # First copy: PostgreSQL's primary key already guarantees unique keys, so no merge is needed.
-                    conn.execute(
-                        f"INSERT INTO {_quote(table.name)} SELECT {_casts(table)} FROM _incoming_arrow"
+                if first_copy:
+                    # PostgreSQL's primary key already guarantees unique keys, so no merge is needed.
+                    added[table.name] = _count(
+                        conn, f"INSERT INTO {_quote(table.name)} SELECT {_casts(table)} FROM _incoming_arrow"
                     )
-                    added[table.name] = incoming.num_rows
+                    pg.commit()
                     continue
                 conn.execute("CREATE OR REPLACE TEMP TABLE _incoming AS SELECT * FROM _incoming_arrow")
             finally:
                 conn.unregister("_incoming_arrow")
+        pg.commit()  # end the read-only transaction so nothing is held open on the server
+        if not table.full_copy and _count(conn, "SELECT count(*) FROM _incoming") == 0:
+            added[table.name] = 0
+        else:
             added[table.name] = _merge(conn, table, replace_all=table.full_copy)
-            conn.execute("DROP TABLE _incoming")
-        _record_sync_state(conn, tables, added)
-    return added
+        conn.execute("DROP TABLE _incoming")
 
 
 def _record_sync_state(
