@@ -266,11 +266,17 @@ class EngineRunner:
         if self.postgres_down or not self._postgres_alive():
             return POSTGRES_UNREACHABLE
         assert self._redis is not None
+        if self.redis_down:
+            return (
+                KILL_SWITCH_UNREACHABLE  # until the control thread has reconciled the state after an outage
+            )
         try:
             if not self._redis.kill_switch_set():
                 return None
             self._halt_by_kill_switch(self._redis)
-        except redis.RedisError:
+        except (
+            Exception
+        ):  # a RedisError, or anything else the client raises: the switch is unreadable, fail closed
             self._redis_outage()
             return KILL_SWITCH_UNREACHABLE
         return TRADING_HALTED
@@ -476,8 +482,8 @@ class EngineRunner:
                     if pubsub is None:
                         pubsub = store.client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
                         pubsub.subscribe(store.control_channel)
-                        if self.redis_down:
-                            self._redis_back()
+                    if self.redis_down:
+                        self._redis_back(lease_pg)
                     message = pubsub.get_message(timeout=0.05)
                     if message and message.get("type") == "message":
                         self._handle_command(store, message["data"])
@@ -521,15 +527,29 @@ class EngineRunner:
             store.close()
             lease_pg.close()
 
-    def _redis_back(self) -> None:
-        log.warning("Redis is reachable again; re-asserting trading state and profile")
-        self.redis_down = False
+    def _redis_back(self, pg: PostgresStore) -> None:
+        """Redis answers again. A halt an operator asked for meanwhile reached only PostgreSQL: adopt it before
+        re-asserting our state in Redis, and only then let orders through again (the gate refuses until then)."""
+        engine = self.engine
+        assert engine is not None
+        assert self._redis is not None
         try:
-            assert self._redis is not None
-            self._redis.client.connection_pool.disconnect()
-        except redis.RedisError:
-            pass
+            recorded = pg.recorded_trading_state()
+        except psycopg.Error:
+            with contextlib.suppress(psycopg.Error):
+                pg.reconnect()
+            return  # stay closed: try again on the next pass
+        if recorded and recorded[0] is TradingState.HALTED and engine.state is not TradingState.HALTED:
+            with self._command_turn():
+                engine.set_state(
+                    TradingState.HALTED, actor=recorded[1], reason=recorded[2], now=recorded[3], record=False
+                )
+            log.warning("a halt recorded while Redis was down (by %s) is now in force", recorded[1])
+        self._written_state = None
         self._sync_redis_state(force=True)
+        if self._written_state is not None:
+            log.warning("Redis is reachable again; trading state and profile re-asserted")
+            self.redis_down = False
 
     def _halt_by_kill_switch(self, store: RedisStore) -> None:
         """The key is set: halt. When the API set it (its trading_state says halted), the halt is the operator's,

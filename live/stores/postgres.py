@@ -156,18 +156,12 @@ class PostgresStore:
         profile_row = self.conn.execute(
             "SELECT value FROM control_actions WHERE action = 'profile' ORDER BY id DESC LIMIT 1"
         ).fetchone()
-        action_row = self.conn.execute(
-            "SELECT action, actor, reason, timestamp FROM control_actions"
-            " WHERE action IN ('halt', 'resume', 'reduce') ORDER BY id DESC LIMIT 1"
-        ).fetchone()
-        trading_state, actor, reason, since = TradingState.ACTIVE, "startup", "", None
-        if action_row:
-            trading_state = {
-                "halt": TradingState.HALTED,
-                "resume": TradingState.ACTIVE,
-                "reduce": TradingState.REDUCE_ONLY,
-            }[action_row[0]]
-            actor, reason, since = action_row[1], action_row[2], action_row[3]
+        trading_state, actor, reason, since = self.recorded_trading_state() or (
+            TradingState.ACTIVE,
+            "startup",
+            "",
+            None,
+        )
         return EngineRecord(
             last_bar_ts=state[0],
             initial_cash=Decimal(state[1]),
@@ -178,6 +172,21 @@ class PostgresStore:
             state_reason=reason,
             state_since=since,
         )
+
+    def recorded_trading_state(self) -> tuple[TradingState, str, str, datetime] | None:
+        """(state, actor, reason, when) of the last halt/resume/reduce on record, if any."""
+        row = self.conn.execute(
+            "SELECT action, actor, reason, timestamp FROM control_actions"
+            " WHERE action IN ('halt', 'resume', 'reduce') ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        state = {
+            "halt": TradingState.HALTED,
+            "resume": TradingState.ACTIVE,
+            "reduce": TradingState.REDUCE_ONLY,
+        }
+        return state[row[0]], row[1], row[2], row[3]
 
     def load_fills(self) -> list[Fill]:
         rows = self.conn.execute(
