@@ -5,14 +5,17 @@ Handlers are thin: validate, call one function of `api.reads` or `api.control`, 
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import uvicorn
 from fastapi import APIRouter, Body, FastAPI, Query, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import reads
 from api.access_log import AccessLogMiddleware, AccessLogRecorder
@@ -24,6 +27,7 @@ from api.schemas import (
     ErrorResponse,
     FlattenRequest,
     Health,
+    PlainText,
     Portfolio,
     Position,
     ProfileRequest,
@@ -63,8 +67,16 @@ _COMMAND_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 def _plus_sign_back(value: object) -> object:
-    # An unencoded `+00:00` in a query string arrives as ` 00:00`.
-    return value.replace(" ", "+") if isinstance(value, str) else value
+    # An unencoded `+00:00` in a query string arrives as ` 00:00`. A bare number would pass as Unix time
+    # (pydantic's lax mode); the contract says ISO 8601 with a zone.
+    if isinstance(value, str):
+        if _NUMBER.fullmatch(value.strip()):
+            raise ValueError("must be an ISO 8601 time with Z or an offset, not a number")
+        return value.replace(" ", "+")
+    return value
+
+
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 def _known_signal_type(value: str | None) -> str | None:
@@ -89,6 +101,7 @@ SignalType = Annotated[
     Query(description="One of: " + ", ".join(SIGNAL_TYPES), json_schema_extra={"enum": list(SIGNAL_TYPES)}),
 ]
 OptionalReason = Annotated[ReasonRequest | None, Body()]
+Symbol = Annotated[PlainText | None, Query(max_length=64, description="Only this symbol.")]
 
 router = APIRouter(dependencies=[TokenDep], responses=_ERRORS)
 
@@ -124,7 +137,7 @@ async def positions(stores: StoresDep, settings: SettingsDep) -> list[Position]:
 
 @router.get("/trades", response_model=list[Trade])
 async def trades(
-    stores: StoresDep, limit: Limit = 50, symbol: Annotated[str | None, Query()] = None, since: Since = None
+    stores: StoresDep, limit: Limit = 50, symbol: Symbol = None, since: Since = None
 ) -> Response:
     """Fills, newest first."""
     return _json(await reads.read_trades_json(stores=stores, limit=limit, symbol=symbol, since=since))
@@ -135,7 +148,7 @@ async def signals(
     stores: StoresDep,
     limit: Limit = 100,
     signal_type: SignalType = None,
-    symbol: Annotated[str | None, Query()] = None,
+    symbol: Symbol = None,
     actionable: Annotated[bool | None, Query(description="Only those the engine acted on (or not).")] = None,
 ) -> list[Signal]:
     """Computed signal values, newest first."""
@@ -196,6 +209,26 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     for kind in ERROR_STATUS:
         app.add_exception_handler(kind, domain_error)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # FastAPI answers a body it cannot decode (not UTF-8) with a bare 400; a bad body is a 422 here, as
+        # documented, naming the body.
+        if isinstance(exc, StarletteHTTPException) and exc.status_code == 400 and exc.detail == _UNPARSABLE:
+            return JSONResponse(
+                {
+                    "detail": [
+                        {"loc": ["body"], "msg": "the body is not valid UTF-8 JSON", "type": "json_invalid"}
+                    ]
+                },
+                status_code=422,
+            )
+        assert isinstance(exc, StarletteHTTPException)
+        return await http_exception_handler(request, exc)
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+_UNPARSABLE = "There was an error parsing the body"
 
 
 def create_app(

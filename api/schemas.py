@@ -17,6 +17,17 @@ def _as_utc(value: datetime) -> datetime:
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_as_utc)]
 """An aware timestamp normalised to UTC, so it serialises with a trailing `Z`."""
 
+
+def _no_control_characters(value: str) -> str:
+    # PostgreSQL refuses NUL in text; other control characters have no business in a reason or a symbol either.
+    if any(ord(ch) < 32 and ch not in "\t" for ch in value):
+        raise ValueError("must not contain control characters (such as NUL)")
+    return value
+
+
+PlainText = Annotated[str, AfterValidator(_no_control_characters)]
+"""Text that is stored or used as a filter: printable, no NUL."""
+
 ServiceHealth = Literal["healthy", "unhealthy"]
 TradingStateName = Literal["active", "reduce_only", "halted"]
 EventType = Literal["portfolio_update", "signal", "fill", "risk_event", "regime_change"]
@@ -183,7 +194,7 @@ class ReasonRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"reason": "news pending"}]})
 
-    reason: str = Field(default="", max_length=500)
+    reason: PlainText = Field(default="", max_length=500)
 
 
 class FlattenRequest(BaseModel):
@@ -192,14 +203,14 @@ class FlattenRequest(BaseModel):
     )
 
     confirm: Literal[True] = Field(description="Must be true: flatten closes every position at market.")
-    reason: str = Field(default="", max_length=500)
+    reason: PlainText = Field(default="", max_length=500)
 
 
 class ProfileRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"profile": "conservative"}]})
 
     profile: ProfileName
-    reason: str = Field(default="", max_length=500)
+    reason: PlainText = Field(default="", max_length=500)
 
 
 class ProfileResponse(BaseModel):
