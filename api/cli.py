@@ -324,7 +324,12 @@ async def _serve_apis(settings: Settings, stop: threading.Event) -> None:
     servers = [
         _Server(
             uvicorn.Config(
-                app, host=settings.host, port=port, log_level="warning", access_log=False, lifespan="on"
+                app,
+                host=settings.host,
+                port=port,
+                log_level="warning",
+                access_log=False,
+                lifespan="on",
             )
         )
         for app, port in (

@@ -258,6 +258,8 @@ def create_app(settings: Settings) -> FastAPI:
         description="Performance, signal and system figures from the DuckDB rollups (CONTRACT.md §5). With "
         "`TRADEOS_TOOL_TOKEN` set, every endpoint needs `Authorization: Bearer <token>`.",
         version="1",
+        # No 307 to the slash-less path: it would answer before auth and echo the Host header.
+        redirect_slashes=False,
         docs_url=None,
         redoc_url=None,
         openapi_url=None,

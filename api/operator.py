@@ -265,6 +265,8 @@ def create_app(
         version="1",
         description="Watch and steer the TRADEOS engine. With `TRADEOS_TOOL_TOKEN` set, every endpoint needs "
         "`Authorization: Bearer <token>` (the WebSocket also accepts `?token=`).",
+        # No 307 to the slash-less path: it would answer before auth and echo the Host header.
+        redirect_slashes=False,
         docs_url=None,
         redoc_url=None,
         openapi_url=None,

@@ -245,3 +245,27 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 def stores(private_database_url: str, private_redis: PrivateRedis) -> dict[str, str]:
     """The environment that points `tradeos up` at the private servers."""
     return {"TRADEOS_DATABASE_URL": private_database_url, "TRADEOS_REDIS_URL": private_redis.url}
+
+
+@pytest.fixture(scope="module")
+def api_desk(
+    private_postgres_cluster: PrivatePostgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[object]:
+    """`tradeos up` serving both APIs with a token, after a finished one-day sim and its rollups
+    (tests/faults/api_support.py `quiet_desk`); one per module."""
+    from tests.faults.api_support import quiet_desk
+
+    with quiet_desk(private_postgres_cluster, tmp_path_factory.mktemp("api-desk")) as desk:
+        yield desk
+
+
+@pytest.fixture(scope="module")
+def live_api_desk(
+    private_postgres_cluster: PrivatePostgres, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[object]:
+    """`tradeos up` with the sim at full speed, never ending, both APIs with a token; yields (desk, its private
+    Redis) (tests/faults/api_support.py `live_desk`); one per module."""
+    from tests.faults.api_support import live_desk
+
+    with live_desk(private_postgres_cluster, tmp_path_factory.mktemp("live-api-desk")) as running:
+        yield running
