@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -49,6 +50,22 @@ async def _types_until_all_seen(ws: ClientConnection) -> set[str]:
     while seen != EVENT_TYPES:
         seen.add(json.loads(await asyncio.wait_for(ws.recv(), 60))["type"])
     return seen
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _answers(port: int, token: str) -> bool:
+    try:
+        response = httpx.get(
+            f"http://127.0.0.1:{port}/healthz", headers={"Authorization": f"Bearer {token}"}, timeout=2
+        )
+    except httpx.TransportError:
+        return False
+    return response.status_code in (200, 503)
 
 
 async def _fill_ids(ws: ClientConnection, count: int) -> list[str]:
@@ -131,13 +148,21 @@ async def test_a_profile_switch_is_applied_by_the_engine_and_recorded(
 
 @pytest.mark.usefixtures("engine")
 async def test_two_api_processes_deliver_the_same_fills(
-    api: ServerThread, api_settings: Settings, token: str
+    api: ServerThread, api_settings: Settings, token: str, tmp_path: Path
 ) -> None:
-    with ServerThread(api_settings) as replica:
-        await eventually(lambda: api.hub_subscribed and replica.hub_subscribed)
+    # The replica is a separate OS process (`tradeos api`), with its own Redis subscription.
+    port = _free_port()
+    env = {
+        "TRADEOS_DATABASE_URL": str(api_settings.database_url),
+        "TRADEOS_REDIS_URL": str(api_settings.redis_url),
+        "TRADEOS_TOOL_TOKEN": token,
+    }
+    with Service(tmp_path / "replica", ["api", "--api-port", str(port)], env) as replica:
+        await eventually(lambda: api.hub_subscribed and _answers(port, token), within=60)
+        assert replica.process.poll() is None
         async with (
             connect(f"{api.ws_url}?token={token}", max_size=None) as first,
-            connect(f"{replica.ws_url}?token={token}", max_size=None) as second,
+            connect(f"ws://127.0.0.1:{port}/ws?token={token}", max_size=None) as second,
         ):
             first_ids, second_ids = await asyncio.gather(_fill_ids(first, 30), _fill_ids(second, 30))
 
