@@ -63,7 +63,7 @@ def _record(url: str) -> dict[str, list[tuple[object, ...]]]:
 def test_kill_9_mid_replay_loses_and_duplicates_nothing_and_ends_where_an_uninterrupted_run_ends(
     tmp_path: Path, private_postgres: PrivatePostgres, private_redis: PrivateRedis
 ) -> None:
-    data, total_bars = sim_replay(tmp_path / "bars.csv", days=3.0)
+    data, total_bars = sim_replay(tmp_path / "bars.csv", days=6.0)
     args = [*ENGINE_ONLY, "--feed", "replay", "--data", str(data), "--speed", "0"]
     reference_url = private_postgres.create_database()
     crashed_url = private_postgres.create_database()
