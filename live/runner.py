@@ -385,6 +385,9 @@ class EngineRunner:
         self.pending_publish = []
         messages += [envelope("fill", fill_json(f)) for f in outbox.fills]
         messages += [envelope("risk_event", risk_event_json(e)) for e in outbox.risk_events]
+        for event in outbox.risk_events:
+            if event.halts_trading:
+                log.warning("circuit breaker %s halted trading: %s", event.code, event.detail)
         messages += [envelope("regime_change", regime_change_json(c)) for c in outbox.regime_changes]
         messages += [
             envelope("signal", signal_json(s)) for s in outbox.actionable_signals[-_MAX_SIGNALS_PUBLISHED:]
@@ -502,22 +505,27 @@ class EngineRunner:
                                 services.append("execution")
                         if services:
                             store.heartbeat(services)
-                except redis.RedisError:
+                except Exception as exc:
+                    # This thread renews the lease and writes the heartbeats: it must outlive any client error.
+                    if not isinstance(exc, redis.RedisError):
+                        log.exception("control loop: unexpected error talking to Redis; starting over")
                     if pubsub is not None:
-                        try:
+                        with contextlib.suppress(Exception):
                             pubsub.close()
-                        except redis.RedisError:
-                            pass
                     pubsub = None
                     self._redis_outage()
                     self.stop_event.wait(0.5)
-                if now >= next_lease:
-                    next_lease = now + self.settings.lease_ttl_seconds / 3
-                    self._renew_lease(lease_pg)
-                if now >= next_model:
-                    next_model = now + 5.0
-                    self._maybe_load_model()
-                self._check_stale_feed()
+                try:
+                    if now >= next_lease:
+                        next_lease = now + self.settings.lease_ttl_seconds / 3
+                        self._renew_lease(lease_pg)
+                    if now >= next_model:
+                        next_model = now + 5.0
+                        self._maybe_load_model()
+                    self._check_stale_feed()
+                except Exception:
+                    log.exception("control loop: unexpected error; going on")
+                    self.stop_event.wait(0.2)
         finally:
             if pubsub is not None:
                 try:
