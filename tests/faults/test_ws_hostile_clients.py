@@ -203,7 +203,9 @@ def _flooded(log: Path) -> tuple[int, int]:
     The flooder is still writing while we read: the text after the last newline may be half a line, so it is dropped.
     """
     complete = log.read_text().split("\n")[:-1]
-    counts = [fields for fields in (line.split() for line in complete) if len(fields) == 2 and fields[0].isdigit()]
+    counts = [
+        fields for fields in (line.split() for line in complete) if len(fields) == 2 and fields[0].isdigit()
+    ]
     return (int(counts[-1][0]), int(counts[-1][1])) if counts else (0, 0)
 
 
