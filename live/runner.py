@@ -76,6 +76,8 @@ class EngineRunner:
         self.engine: Engine | None = None
         self.token: int | None = None
         self.stop_event = threading.Event()
+        self.ready = threading.Event()  # recovered, control thread running (bench/engine.py times from here)
+        self.feed_done = threading.Event()  # a finite feed is exhausted and everything is committed
         self.lease_lost = threading.Event()
         self._command_waiting = threading.Event()
         self.redis_down = False
@@ -108,6 +110,7 @@ class EngineRunner:
             self._recover(pg)
             control = threading.Thread(target=self._control_loop, name="tradeos-control", daemon=True)
             control.start()
+            self.ready.set()
             try:
                 self._engine_loop(pg)
             finally:
@@ -246,6 +249,7 @@ class EngineRunner:
                 pending_bars = 0
         if not engine.outbox.is_empty():
             self._flush(pg)
+        self.feed_done.set()
         if not self.stop_event.is_set():
             log.info("feed finished after %d bars; the service stays up", self.bars_processed)
         while not self.stop_event.is_set():
