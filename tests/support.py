@@ -73,9 +73,12 @@ class Service:
     def __enter__(self) -> Service:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: Any) -> None:
         if self.process.poll() is None:
             self.stop()
+        if exc_type is not None:  # the service's last words go into pytest's report of the failure
+            print(f"--- last lines of {self.log_path} ---")
+            print("\n".join(self.output.splitlines()[-60:]))
 
 
 def run_cli(

@@ -54,6 +54,30 @@ def _heartbeat_age(server: PrivateRedis, service: str) -> float:
     return time.time() - float(raw) if raw else float("inf")
 
 
+def _after_outage(url: str, server: PrivateRedis, since: datetime) -> str:
+    """What the engine did after `since` (engine clock): enough to tell which gate or risk check refused."""
+    reasons = rows(
+        url,
+        "SELECT status, coalesce(reason, ''), count(*), min(timestamp), max(timestamp) FROM orders"
+        " WHERE timestamp > %s GROUP BY 1, 2 ORDER BY 3 DESC",
+        (since,),
+    )
+    events = rows(
+        url,
+        "SELECT code, count(*), min(timestamp), max(timestamp) FROM risk_events WHERE timestamp >= %s GROUP BY 1",
+        (since,),
+    )
+    regimes = rows(
+        url, "SELECT timestamp, current FROM regime_changes WHERE timestamp >= %s ORDER BY 1", (since,)
+    )
+    client = server.client()
+    return (
+        f"engine clock {_clock(url)}; orders since {since}: {reasons}; risk events: {events}; "
+        f"regime changes: {regimes[-10:]}; trading state in Redis: {client.get(keys.TRADING_STATE)!r}; "
+        f"kill switch: {client.get(keys.KILL_SWITCH)!r}"
+    )
+
+
 def _assert_nothing_lost(url: str) -> None:
     """Every bar from the first to the last, each symbol once; one fill per order; the book adds up."""
     first, last, count = rows(url, "SELECT min(timestamp), max(timestamp), count(*) FROM bars")[0]
@@ -108,15 +132,18 @@ def test_with_redis_down_no_order_is_submitted_and_trading_recovers_when_it_is_b
         eventually(
             lambda: _heartbeat_age(private_redis, "execution") < 2, timeout=20, what="heartbeats again"
         )
-        eventually(
-            lambda: scalar(
-                url,
-                "SELECT count(*) FROM orders WHERE timestamp > %s AND status <> 'rejected'",
-                (down_until,),
-            ),
-            timeout=30,
-            what="orders to flow again",
-        )
+        try:
+            eventually(
+                lambda: scalar(
+                    url,
+                    "SELECT count(*) FROM orders WHERE timestamp > %s AND status <> 'rejected'",
+                    (down_until,),
+                ),
+                timeout=30,
+                what="orders to flow again",
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{_after_outage(url, private_redis, outage_start)}") from None
         first_order_after = scalar(
             url,
             "SELECT min(updated_at) FROM orders WHERE timestamp > %s AND status <> 'rejected'",
