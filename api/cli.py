@@ -315,6 +315,7 @@ async def _serve_apis(settings: Settings, stop: threading.Event) -> None:
 
     from api.metrics import create_app as create_metrics_app
     from api.operator import create_app as create_operator_app
+    from api.operator import server_config
 
     class _Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -322,16 +323,7 @@ async def _serve_apis(settings: Settings, stop: threading.Event) -> None:
             yield
 
     servers = [
-        _Server(
-            uvicorn.Config(
-                app,
-                host=settings.host,
-                port=port,
-                log_level="warning",
-                access_log=False,
-                lifespan="on",
-            )
-        )
+        _Server(server_config(app, host=settings.host, port=port, log_level="warning"))
         for app, port in (
             (create_operator_app(settings), settings.api_port),
             (create_metrics_app(settings), settings.metrics_port),

@@ -23,6 +23,7 @@ from api.auth import redact_server_logs
 from api.control import EngineNotRunning, EngineRefused, EngineTimeout, TradingControl, TradingHalted
 from api.deps import ActorDep, ControlDep, SettingsDep, StoresDep, TokenDep
 from api.docs import add_docs_routes
+from api.http_protocol import BoundedUpgradeProtocol
 from api.schemas import (
     ErrorResponse,
     FlattenRequest,
@@ -284,7 +285,9 @@ def create_app(
 
 def server_config(app: FastAPI, *, host: str, port: int, **overrides: Any) -> uvicorn.Config:
     """How to serve an API app: uvicorn's access log off (ours omits query strings, which may hold the token),
-    and `token=` scrubbed from what uvicorn still logs (it logs WebSocket paths with their query string)."""
-    config = uvicorn.Config(app, host=host, port=port, access_log=False, lifespan="on", **overrides)
+    `token=` scrubbed from what uvicorn still logs (it logs WebSocket paths with their query string), and a
+    WebSocket handshake too large for the WebSocket library answered rather than left hanging."""
+    options: dict[str, Any] = {"access_log": False, "lifespan": "on", "http": BoundedUpgradeProtocol}
+    config = uvicorn.Config(app, host=host, port=port, **(options | overrides))
     redact_server_logs()
     return config
