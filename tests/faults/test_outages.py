@@ -132,18 +132,34 @@ def test_with_redis_down_no_order_is_submitted_and_trading_recovers_when_it_is_b
         eventually(
             lambda: _heartbeat_age(private_redis, "execution") < 2, timeout=20, what="heartbeats again"
         )
-        try:
-            eventually(
-                lambda: scalar(
+        desk = ControlDesk(redis_url=private_redis.url, database_url=url)
+        breaker_resumes: list[tuple[str | None, str | None]] = []
+
+        def trading_again() -> int:
+            """Orders flow again. At full speed the outage lasts engine-hours in which positions cannot be
+            managed, so a circuit breaker may rightly halt trading (seen: DAILY_LOSS_LIMIT): the operator then
+            resumes, as one would, and orders must flow after that."""
+            state = json.loads(private_redis.client().get(keys.TRADING_STATE) or b"{}")
+            halt = (state.get("actor"), state.get("since"))
+            if state.get("state") == "halted" and halt not in breaker_resumes:
+                assert str(halt[0]).startswith("circuit_breaker:"), f"halted by {state}"
+                assert len(breaker_resumes) < 3, f"breakers halt again and again: {breaker_resumes}"
+                breaker_resumes.append(halt)
+                desk.resume("resumed after a breaker tripped by the Redis outage")
+            return int(
+                scalar(
                     url,
                     "SELECT count(*) FROM orders WHERE timestamp > %s AND status <> 'rejected'",
                     (down_until,),
-                ),
-                timeout=30,
-                what="orders to flow again",
+                )
             )
+
+        try:
+            eventually(trading_again, timeout=30, interval=0.2, what="orders to flow again")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{_after_outage(url, private_redis, outage_start)}") from None
+        finally:
+            desk.close()
         first_order_after = scalar(
             url,
             "SELECT min(updated_at) FROM orders WHERE timestamp > %s AND status <> 'rejected'",
@@ -152,6 +168,7 @@ def test_with_redis_down_no_order_is_submitted_and_trading_recovers_when_it_is_b
         print(
             f"Redis outage: risk_event recorded {(detected[1] - stopped_at).total_seconds():.2f}s after the stop; "
             f"first order recorded {(first_order_after - back_at).total_seconds():.2f}s after Redis was back"
+            f"{f'; resumed after {[actor for actor, _ in breaker_resumes]}' if breaker_resumes else ''}"
         )
         assert service.process.poll() is None
     _assert_nothing_lost(url)
