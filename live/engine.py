@@ -47,6 +47,9 @@ _DRAWDOWN_RETRY = timedelta(minutes=15)
 
 SignalRow = tuple[datetime, str, str, float, int, str, bool]
 Gate = Callable[[], str | None]
+Update = Callable[[Bar], float | None]  # a signal model's bound update
+# Per symbol: (signal type, update, horizon in bars, weight in the current regime) of each of its models.
+Plan = dict[str, tuple[tuple[str, Update, int, float], ...]]
 
 
 def _no_gate() -> str | None:
@@ -187,7 +190,7 @@ class Engine:
             symbol: tuple((name, model.update, model.horizon_bars) for name, model in models.items())
             for symbol, models in self.models.items()
         }
-        self._weights_for: tuple[Profile, str, dict[str, float]] | None = None
+        self._plan_for: tuple[Profile, str, Plan] | None = None
         self._holding_periods: dict[tuple[str, timedelta], timedelta] = {}
         self.opening_signal: dict[str, str] = {}
         self.opened_at: dict[str, datetime] = {}
@@ -334,25 +337,23 @@ class Engine:
         if change is not None:
             out.regime_changes.append(change)
         regime = self.current_regime
-        weights = self._weights(regime)
+        plan = self._plan(regime)
         threshold = self.profile.signal_threshold
         composites: dict[str, tuple[float, str]] = {}
         record = out.signal_rows.append
         record_actionable = out.actionable_signals.append_row
-        updates = self._updates
         for bar in bars:
             symbol = bar.symbol
             numerator = 0.0
             denominator = 0.0
             lead_type = ""
             lead = 0.0
-            for signal_type, update, horizon_bars in updates[symbol]:
+            for signal_type, update, horizon_bars, weight in plan[symbol]:
                 strength = update(bar)
                 if strength is None:
                     continue
-                weight = weights[signal_type]
-                if weight > 0:
-                    actionable = abs(strength) >= threshold
+                if weight > 0.0:
+                    actionable = strength >= threshold or strength <= -threshold
                     row = (timestamp, symbol, signal_type, strength, horizon_bars, regime, actionable)
                     record(row)
                     if actionable:
@@ -360,8 +361,9 @@ class Engine:
                     weighted = weight * strength
                     numerator += weighted
                     denominator += weight
-                    if abs(weighted) > lead:
-                        lead, lead_type = abs(weighted), signal_type
+                    size = weighted if weighted >= 0.0 else -weighted
+                    if size > lead:
+                        lead, lead_type = size, signal_type
                 else:
                     record((timestamp, symbol, signal_type, strength, horizon_bars, regime, False))
             if denominator > 0:
@@ -375,13 +377,22 @@ class Engine:
 
     # -- internals ------------------------------------------------------------------------------------
 
-    def _weights(self, regime: str) -> dict[str, float]:
-        """The profile's weights in `regime` as a plain dict, remade only when the profile or regime changes."""
-        cached = self._weights_for
+    def _plan(self, regime: str) -> Plan:
+        """Per symbol, (signal type, bound update, horizon, the profile's weight in `regime`) of its models, so a
+        step does no per-model lookups. Remade only when the profile or the regime changes."""
         profile = self.profile
-        if cached is None or cached[0] is not profile or cached[1] != regime:
-            cached = self._weights_for = (profile, regime, dict(profile.weights_for(regime)))
-        return cached[2]
+        cached = self._plan_for
+        if cached is not None and cached[0] is profile and cached[1] == regime:
+            return cached[2]
+        weights = profile.weights_for(regime)
+        plan: Plan = {
+            symbol: tuple(
+                (name, update, horizon, float(weights.get(name, 0.0))) for name, update, horizon in updates
+            )
+            for symbol, updates in self._updates.items()
+        }
+        self._plan_for = (profile, regime, plan)
+        return plan
 
     def _holding_period(self, signal_type: str) -> timedelta:
         """How long a position opened on `signal_type` is held at least: its forecast horizon in bars."""

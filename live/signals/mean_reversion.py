@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import math
+from math import log as _log
+from math import sqrt as _sqrt
+from math import tanh as _tanh
 
 from live.domain import Bar
+
+_INF = math.inf
 
 
 class MeanReversion:
@@ -29,19 +34,19 @@ class MeanReversion:
     def update(self, bar: Bar) -> float | None:
         """Fold in one bar; return the strength in [-1, 1], or None while warming up."""
         close = bar.close
-        if not 0.0 < close < math.inf:
+        if not 0.0 < close < _INF:
             return None
-        x = math.log(close)
-        self._count += 1
-        if self._count == 1:
+        x = _log(close)
+        count = self._count = self._count + 1
+        if count == 1:
             self._ema = x
             return None
         alpha = self._alpha
-        self._ema += alpha * (x - self._ema)
-        deviation = x - self._ema
-        self._var += alpha * (deviation * deviation - self._var)
-        if self._count < self._warmup:
+        ema = self._ema = self._ema + alpha * (x - self._ema)
+        deviation = x - ema
+        var = self._var = self._var + alpha * (deviation * deviation - self._var)
+        if count < self._warmup:
             return None
-        if self._var <= 0.0:
+        if var <= 0.0:
             return 0.0
-        return -math.tanh(0.5 * deviation / math.sqrt(self._var))
+        return -_tanh(0.5 * deviation / _sqrt(var))

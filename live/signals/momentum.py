@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import math
+from math import log as _log
+from math import sqrt as _sqrt
+from math import tanh as _tanh
 
 from live.domain import Bar
+
+_INF = math.inf
 
 
 def ema_gap_scale(fast_alpha: float, slow_alpha: float) -> float:
@@ -54,22 +59,22 @@ class Momentum:
     def update(self, bar: Bar) -> float | None:
         """Fold in one bar; return the strength in [-1, 1], or None while warming up."""
         close = bar.close
-        if not 0.0 < close < math.inf:
+        if not 0.0 < close < _INF:
             return None
-        x = math.log(close)
-        self._count += 1
-        if self._count == 1:
+        x = _log(close)
+        count = self._count = self._count + 1
+        if count == 1:
             self._fast = self._slow = self._last = x
             return None
         ret = x - self._last
         self._last = x
         # Seeded with the first squared return, as an EW average without bias adjustment is.
-        self._var = ret * ret if self._count == 2 else self._var + self._vol_a * (ret * ret - self._var)
-        self._fast += self._fast_a * (x - self._fast)
-        self._slow += self._slow_a * (x - self._slow)
-        if self._count < self._warmup:
+        var = self._var = ret * ret if count == 2 else self._var + self._vol_a * (ret * ret - self._var)
+        fast = self._fast = self._fast + self._fast_a * (x - self._fast)
+        slow = self._slow = self._slow + self._slow_a * (x - self._slow)
+        if count < self._warmup:
             return None
-        gap_sd = self._scale * math.sqrt(self._var)
+        gap_sd = self._scale * _sqrt(var)
         if gap_sd <= 0.0:
             return 0.0
-        return math.tanh((self._fast - self._slow) / gap_sd)
+        return _tanh((fast - slow) / gap_sd)

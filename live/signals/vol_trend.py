@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import math
+from math import log as _log
+from math import sqrt as _sqrt
+from math import tanh as _tanh
 
 from live.domain import Bar
+
+_INF = math.inf
 
 
 class VolTrend:
@@ -32,9 +37,9 @@ class VolTrend:
     def update(self, bar: Bar) -> float | None:
         """Fold in one bar; return the strength in [-1, 1], or None while warming up."""
         close = bar.close
-        if not 0.0 < close < math.inf:
+        if not 0.0 < close < _INF:
             return None
-        x = math.log(close)
+        x = _log(close)
         count = self._count
         self._count = count + 1
         if count:
@@ -50,7 +55,7 @@ class VolTrend:
         self._pos = 0 if pos == self._lookback else pos
         if count < self._lookback:
             return None
-        scale = math.sqrt(self._var) * self._sqrt_n
+        scale = _sqrt(self._var) * self._sqrt_n
         if scale <= 0.0:
             return 0.0
-        return math.tanh((x - then) / scale)
+        return _tanh((x - then) / scale)

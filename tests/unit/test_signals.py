@@ -192,6 +192,25 @@ def test_breakout_equals_the_channel_position_from_rolling_max_and_min() -> None
     assert values[19:] == pytest.approx(expected[19:], abs=1e-12)
 
 
+def test_breakout_equals_rolling_max_and_min_when_highs_and_lows_repeat() -> None:
+    """Prices on a coarse tick, bars without wicks: the same high or low recurs inside the window all the time,
+    which is where a monotonic deque that drops ties or expires the wrong entry goes wrong."""
+    rng = np.random.default_rng(11)
+    closes = (100.0 + 0.05 * np.cumsum(rng.integers(-1, 2, 3000))).round(2).tolist()
+    bars = _bars(closes, wick=0.0)
+    values = _run(Breakout(window=20), bars)
+
+    frame = pl.DataFrame({"high": [b.high for b in bars], "low": [b.low for b in bars], "close": closes})
+    top = frame["high"].rolling_max(window_size=20)
+    bottom = frame["low"].rolling_min(window_size=20)
+    width = top - bottom
+    expected = pl.when(width > 0).then(2 * (frame["close"] - bottom) / width - 1).otherwise(0.0)
+    expected_values = pl.select(expected).to_series().to_list()
+
+    assert len(set(closes)) < 200  # ties everywhere
+    assert values[19:] == pytest.approx(expected_values[19:], abs=1e-12)
+
+
 def test_vol_trend_equals_the_lookback_return_over_ew_volatility() -> None:
     closes = _random_walk(400, seed=8, drift=0.0002)
     values = _run(VolTrend(lookback=60, vol_halflife=120), _bars(closes))
