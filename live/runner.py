@@ -90,6 +90,7 @@ class EngineRunner:
         self.pending_publish: list[str] = []
         self.bars_processed = 0
         self._last_snapshot = 0.0
+        self._snapshot_of: tuple[datetime | None, TradingState, str] | None = None  # what the last one showed
         self._written_state: tuple[str, str] | None = None
         self._model_stamp: float | None = None
         self._pg: PostgresStore | None = None
@@ -260,6 +261,7 @@ class EngineRunner:
             self.last_loop_wall = time.monotonic()
             if not engine.outbox.is_empty() or self.pending_publish:
                 self._flush(pg)
+            self._publish_snapshot_if_behind()
             self.stop_event.wait(0.1)
 
     def _gate(self) -> str | None:
@@ -397,18 +399,35 @@ class EngineRunner:
             envelope("signal", signal_json(s)) for s in outbox.actionable_signals[-_MAX_SIGNALS_PUBLISHED:]
         ]
         snapshot = None
-        now = time.monotonic()
-        if outbox.fills or now - self._last_snapshot >= _SNAPSHOT_SECONDS:
-            with self.lock:
-                data = engine.portfolio.snapshot(engine.last_timestamp)
-            data["trading_state"] = engine.state.value
-            data["profile"] = engine.profile.name
-            data["regime"] = engine.current_regime
-            snapshot = json.dumps(data)
-            messages.append(envelope("portfolio_update", data))
-            self._last_snapshot = now
+        if outbox.fills or time.monotonic() - self._last_snapshot >= _SNAPSHOT_SECONDS:
+            snapshot = self._snapshot(messages)
         self._publish(messages, snapshot=snapshot)
         self._sync_redis_state()
+
+    def _snapshot(self, messages: list[str]) -> str:
+        """The portfolio snapshot as JSON (for the Redis key); its `portfolio_update` is appended to `messages`."""
+        engine = self.engine
+        assert engine is not None
+        with self.lock:
+            data = engine.portfolio.snapshot(engine.last_timestamp)
+            self._snapshot_of = (engine.last_timestamp, engine.state, engine.profile.name)
+        data["trading_state"] = engine.state.value
+        data["profile"] = engine.profile.name
+        data["regime"] = engine.current_regime
+        messages.append(envelope("portfolio_update", data))
+        self._last_snapshot = time.monotonic()
+        return json.dumps(data)
+
+    def _publish_snapshot_if_behind(self) -> None:
+        """Idle (the feed has ended): the last bars' snapshot may have fallen inside the coalescing window, and a
+        command may have changed the state since. Publish what is in force, so /portfolio is not left behind."""
+        engine = self.engine
+        assert engine is not None
+        current = (engine.last_timestamp, engine.state, engine.profile.name)
+        if current != self._snapshot_of and time.monotonic() - self._last_snapshot >= _SNAPSHOT_SECONDS:
+            messages: list[str] = []
+            snapshot = self._snapshot(messages)
+            self._publish(messages, snapshot=snapshot)
 
     def _publish(self, messages: list[str], *, snapshot: str | None = None) -> None:
         assert self._redis is not None
@@ -416,12 +435,14 @@ class EngineRunner:
             self.pending_publish = (self.pending_publish + [m for m in messages if '"risk_event"' in m])[
                 -1000:
             ]
+            self._snapshot_of = None  # not delivered: publish it again once Redis is back
             return
         try:
             self._redis.publish(messages, snapshot=snapshot)
         except redis.RedisError:
             self._redis_outage()
             self.pending_publish = [m for m in messages if '"risk_event"' in m][-1000:]
+            self._snapshot_of = None
 
     def _sync_redis_state(self, *, force: bool = False) -> None:
         """Mirrors the engine's trading state and profile into Redis when they changed (or after an outage)."""

@@ -165,6 +165,33 @@ def test_the_kill_switch_set_by_hand_halts_within_a_second_and_only_an_explicit_
         )
 
 
+def test_when_the_feed_ends_the_published_portfolio_is_the_last_bars_and_follows_a_later_halt(
+    tmp_path: Path, database_url: str, redis_url: str
+):
+    """The snapshot behind /portfolio and the WebSocket is coalesced (a few a second); the last bars' one used to
+    fall inside that window when the feed ended, and the service then showed a book hours of bars old for good."""
+    r = redis.Redis.from_url(redis_url)
+    args = [*ENGINE_ONLY, "--speed", "0", "--sim-days", "8", "--seed", "5", "--profile", "aggressive"]
+    with Service(tmp_path / "home", args, _env(database_url, redis_url)) as service:
+        _wait_feed_done(service)
+        last_bar = _scalar(database_url, "SELECT max(timestamp) FROM bars")
+        assert last_bar == datetime(2026, 1, 12, 23, 59, tzinfo=UTC)
+        last_value = _scalar(database_url, "SELECT total_value FROM equity ORDER BY timestamp DESC LIMIT 1")
+
+        def snapshot() -> dict:
+            return json.loads(r.get(keys.PORTFOLIO) or b"{}")
+
+        shown = eventually(
+            lambda: (data := snapshot()).get("timestamp") == "2026-01-12T23:59:00Z" and data,
+            timeout=10,
+            what=f"the snapshot of the last bar (shown: {snapshot().get('timestamp')})",
+        )
+        assert Decimal(str(shown["total_value"])) == last_value
+        assert shown["trading_state"] == "active"
+        r.set(keys.KILL_SWITCH, "1")  # no bar will come: the snapshot must follow the state all the same
+        eventually(lambda: snapshot().get("trading_state") == "halted", timeout=10, what="a halted snapshot")
+
+
 def test_a_second_engine_against_the_same_stores_refuses_to_trade_until_the_first_lets_go(
     tmp_path: Path, database_url: str, redis_url: str
 ):
