@@ -42,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
         "--speed", type=float, default=60.0, help="simulated seconds per wall second; 0 = max speed"
     )
     up.add_argument("--sim-days", type=float, default=None, help="sim feed stops after N simulated days")
-    up.add_argument("--seed", type=int, default=7)
+    # Seed 1: the default demo trades from its third simulated hour on (seed 7, the old default, placed its first
+    # order on day 6 — over two hours of waiting at the default speed before a new user saw a trade).
+    up.add_argument("--seed", type=int, default=1, help="sim feed seed (default 1)")
     up.add_argument("--symbols", type=str, default=None, help="comma-separated symbols")
     up.add_argument("--api-port", type=int, default=None)
     up.add_argument("--metrics-port", type=int, default=None)

@@ -75,7 +75,7 @@ def run(extra: list[str]) -> tuple[float | None, float, str, int | None]:
             "TRADEOS_METRICS_PORT": str(_free_port()),
         }
         log_path = Path(home) / "out.log"
-        args = ["up", "--speed", "0", "--sim-days", str(DAYS), "--no-flows", *extra]
+        args = ["up", "--speed", "0", "--sim-days", str(DAYS), "--seed", "7", "--no-flows", *extra]
         with log_path.open("w") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "api.cli", *args],
