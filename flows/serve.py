@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -50,6 +51,32 @@ def deployments() -> list[Any]:
             )
         )
     return result
+
+
+INTERVAL_FLOWS = tuple(name for name in FLOW_NAMES if "interval" in SCHEDULES[name])
+FIRST_RUNS_WITHIN_SECONDS = 120.0
+
+
+def request_first_runs(stop: threading.Event) -> None:
+    """One run now of each interval flow. Their first scheduled run comes up to one interval (5 minutes) after
+    start-up, and until a rollup exists the Metrics API can only answer 503. Waits for `serve` to register the
+    deployments; gives up quietly after two minutes (the schedules still apply)."""
+    from prefect.deployments import run_deployment
+
+    pending = list(INTERVAL_FLOWS)
+    deadline = time.monotonic() + FIRST_RUNS_WITHIN_SECONDS
+    while pending and not stop.is_set() and time.monotonic() < deadline:
+        name = pending[0]
+        try:
+            run_deployment(f"{name}/{name}", timeout=0, tags=["tradeos", "first-run"])
+        except Exception as exc:  # the deployment is not registered yet, or the API is still starting
+            log.debug("first %s run not requested yet: %s", name, exc)
+            stop.wait(1.0)
+            continue
+        log.info("first %s run requested (then every %s s)", name, SCHEDULES[name]["interval"])
+        pending.pop(0)
+    if pending:
+        log.warning("no first run of %s: they start on their schedules", ", ".join(pending))
 
 
 def _free_port(host: str, preferred: int) -> int:
@@ -124,6 +151,9 @@ def serve_all(settings: Settings) -> None:
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         stack.enter_context(temporary_settings(updates={PREFECT_API_URL: api_url}))
+        stop = threading.Event()
+        stack.callback(stop.set)
+        threading.Thread(target=request_first_runs, args=(stop,), name="first-runs", daemon=True).start()
         serve(*deployments(), print_starting_message=False, pause_on_shutdown=False)
 
 
