@@ -42,8 +42,8 @@ class BoundedUpgradeProtocol(HttpToolsProtocol):
         self.transport.close()
 
     def _oversized_handshake(self) -> bytes | None:
-        # The request line as re-serialised by uvicorn: METHOD SP URL SP HTTP/1.1 CRLF.
-        if len(self.scope["method"]) + len(self.url) + 13 > MAX_LINE_BYTES:
+        # The request line as re-serialised by uvicorn: METHOD SP URL " HTTP/1.1" CRLF (websockets counts the CRLF).
+        if len(self.scope["method"]) + len(self.url) + 12 > MAX_LINE_BYTES:
             return _response(b"414 URI Too Long", f"request line over {MAX_LINE_BYTES} bytes")
         headers: list[tuple[bytes, bytes]] = self.scope["headers"]  # type: ignore[assignment]
         if len(headers) > MAX_HEADERS:

@@ -336,9 +336,21 @@ def test_a_websocket_handshake_too_large_for_the_websocket_library_is_answered_n
                 pytest.fail(f"{what}: not closed 10 s after the handshake; answered: {answer[:200]!r}")
         assert answer.startswith(b"HTTP/1.1 " + status), f"{what}: {answer[:200]!r}"
         assert b"portfolio_update" not in answer, what
-    # Just under the limits, with the right token, the handshake succeeds.
-    long_but_fine = b"/ws?token=" + token + b"&x=" + b"A" * (8000 - len(token))
-    with _send_handshake(desk.api_port, long_but_fine, [b"X-Junk: " + b"A" * 8000]) as sock:
+
+    # At the limits exactly (a request line and a header line of 8,192 bytes with their CRLF), with the right
+    # token, the handshake succeeds; one byte more is refused.
+    def padded_path(line_bytes: int) -> bytes:
+        prefix = b"/ws?token=" + token + b"&x="
+        return prefix + b"A" * (line_bytes - len(b"GET  HTTP/1.1\r\n") - len(prefix))
+
+    at_limit_header = b"X-Junk: " + b"A" * (8192 - len(b"X-Junk: \r\n"))
+    with _send_handshake(desk.api_port, padded_path(8192), [at_limit_header]) as sock:
         answer = sock.recv(65536)
     assert answer.startswith(b"HTTP/1.1 101"), answer[:200]
+    with _send_handshake(desk.api_port, padded_path(8193), []) as sock:
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 414"), answer[:200]
+    with _send_handshake(desk.api_port, padded_path(100), [at_limit_header + b"A"]) as sock:
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
     assert desk.health().status_code == 200
