@@ -19,7 +19,16 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 
 import psycopg
-from harness import Figure, Stopwatch, emit, figure, load_average, scratch_database, scratch_redis
+from harness import (
+    SIM_SEED,
+    Figure,
+    Stopwatch,
+    emit,
+    figure,
+    load_average,
+    scratch_database,
+    scratch_redis,
+)
 
 from live.domain import Bar
 from live.engine import Engine
@@ -30,7 +39,7 @@ from live.settings import Settings
 from live.stores.postgres import PostgresStore
 
 DAYS = 30
-SEED = 7
+SEED = SIM_SEED
 PURE_RUNS = 3
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,16 +14,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from harness import ROOT, Figure, emit, figure, scratch_database, scratch_redis
+from harness import ROOT, SIM_SEED, Figure, emit, figure, scratch_database, scratch_redis
+from live_service import free_port
 
 DAYS = 30
 TIMEOUT = 300
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -71,11 +65,11 @@ def run(extra: list[str]) -> tuple[float | None, float, str, int | None]:
             "TRADEOS_DATABASE_URL": database_url,
             "TRADEOS_REDIS_URL": redis_url,
             "TRADEOS_HOME": home,
-            "TRADEOS_API_PORT": str(_free_port()),
-            "TRADEOS_METRICS_PORT": str(_free_port()),
+            "TRADEOS_API_PORT": str(free_port()),
+            "TRADEOS_METRICS_PORT": str(free_port()),
         }
         log_path = Path(home) / "out.log"
-        args = ["up", "--speed", "0", "--sim-days", str(DAYS), "--seed", "7", "--no-flows", *extra]
+        args = ["up", "--speed", "0", "--sim-days", str(DAYS), "--seed", str(SIM_SEED), "--no-flows", *extra]
         with log_path.open("w") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "api.cli", *args],

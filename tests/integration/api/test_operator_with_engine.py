@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -20,7 +19,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from live.settings import Settings
 from live.stores import redis_keys
-from tests.support import Service
+from tests.support import Service, free_port
 
 # Seed 1 at full speed trades a lot and trips no circuit breaker for days of sim time.
 ENGINE = ["up", "--no-api", "--no-flows", "--speed", "0", "--profile", "aggressive", "--seed", "1"]
@@ -50,12 +49,6 @@ async def _types_until_all_seen(ws: ClientConnection) -> set[str]:
     while seen != EVENT_TYPES:
         seen.add(json.loads(await asyncio.wait_for(ws.recv(), 60))["type"])
     return seen
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _answers(port: int, token: str) -> bool:
@@ -151,7 +144,7 @@ async def test_two_api_processes_deliver_the_same_fills(
     api: ServerThread, api_settings: Settings, token: str, tmp_path: Path
 ) -> None:
     # The replica is a separate OS process (`tradeos api`), with its own Redis subscription.
-    port = _free_port()
+    port = free_port()
     env = {
         "TRADEOS_DATABASE_URL": str(api_settings.database_url),
         "TRADEOS_REDIS_URL": str(api_settings.redis_url),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -18,22 +17,17 @@ from flows.metrics_rollup import rollup_metrics
 from flows.signal_ic import rollup_signal_ic
 from flows.sync import sync
 from live.settings import Settings
+from tests.support import free_port
 
 TOKEN = "s3cret-metrics-token"
 AS_OF = datetime(2026, 1, 10, 12, 0, tzinfo=UTC)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture
 def metrics_server(tradeos_home: Path) -> Iterator[str]:
     """uvicorn serving the app on a free loopback port, in a thread."""
     settings = Settings(home=tradeos_home, tool_token=TOKEN)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
     )

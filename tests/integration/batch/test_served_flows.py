@@ -3,27 +3,20 @@ flows run once at start-up, so the Metrics API has rollups within a minute inste
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
 import httpx
 
-from tests.support import Service, eventually
+from tests.support import Service, eventually, free_port
 
 TOKEN = "served-flows-token"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_tradeos_up_serves_the_flows_and_the_metrics_api_has_rollups_within_two_minutes(
     tmp_path: Path, database_url: str, redis_url: str
 ) -> None:
-    api_port, metrics_port = _free_port(), _free_port()
+    api_port, metrics_port = free_port(), free_port()
     args = [
         "up",
         "--speed",
