@@ -40,10 +40,12 @@ from live.risk.checks import (
     OrderCheck,
     pre_trade_check,
 )
+from live.risk.sizing import opening_quantity
 from live.signals import HORIZONS, make_signal_models
 
-# A symbol whose entry was refused for drawdown is not retried for this long (keeps the record readable).
-_DRAWDOWN_RETRY = timedelta(minutes=15)
+# A symbol whose entry was refused for drawdown is not retried for this many of its own bars (keeps the record
+# readable).
+_DRAWDOWN_RETRY_BARS = 15
 
 SignalRow = tuple[datetime, str, str, float, int, str, bool]
 Gate = Callable[[], str | None]
@@ -165,7 +167,6 @@ class Engine:
         slippage_bps: Decimal,
         classifier: RegimeClassifier | None = None,
         confirm_bars: int = 30,
-        bar_seconds: int = 60,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.symbols = tuple(symbols)
@@ -191,14 +192,19 @@ class Engine:
             for symbol, models in self.models.items()
         }
         self._plan_for: tuple[Profile, str, Plan] | None = None
-        self._holding_periods: dict[tuple[str, timedelta], timedelta] = {}
         self.opening_signal: dict[str, str] = {}
         self.opened_at: dict[str, datetime] = {}
-        self.bar_interval = timedelta(seconds=bar_seconds)
+        # Horizons are counted in each symbol's own bars, whatever the bar length or the gaps: how many bars of
+        # each symbol the engine has seen, and that count at the bar an open position was opened on.
+        self.bars_seen: dict[str, int] = dict.fromkeys(self.symbols, 0)
+        self.opened_at_bar: dict[str, int] = {}
         self.outbox = Outbox()
         self._submitted: deque[datetime] = deque()
         self._rejections = breakers.RejectStorm()
-        self._drawdown_refused: dict[str, datetime] = {}
+        self._drawdown_refused: dict[str, int] = {}
+        # Per symbol, the reason its orders are being refused for: the risk event is recorded once per
+        # (symbol, reason) episode; every refused order is still recorded in `orders`.
+        self._refusing: dict[str, str] = {}
 
     @property
     def last_close(self) -> dict[str, Decimal]:
@@ -242,6 +248,7 @@ class Engine:
         self.state_since = now
         if state is TradingState.ACTIVE:
             self._rejections.clear()
+            self._refusing.clear()  # a resume starts every refusal episode afresh
         if not record:
             return True
         action = {"active": "resume", "halted": "halt", "reduce_only": "reduce"}[state.value]
@@ -285,6 +292,7 @@ class Engine:
                 reason="flatten",
             )
             if self.broker.submit(order):
+                self._refusing.pop(order.symbol, None)  # an order of this symbol passed: the episode is over
                 self.outbox.orders.append(order)
                 orders.append(order)
         return orders
@@ -394,18 +402,12 @@ class Engine:
         self._plan_for = (profile, regime, plan)
         return plan
 
-    def _holding_period(self, signal_type: str) -> timedelta:
-        """How long a position opened on `signal_type` is held at least: its forecast horizon in bars."""
-        key = (signal_type, self.bar_interval)
-        period = self._holding_periods.get(key)
-        if period is None:
-            period = self._holding_periods[key] = HORIZONS.get(signal_type, 0) * self.bar_interval
-        return period
-
     def _mark(self, bars: Sequence[Bar]) -> None:
-        """Records the closes; re-marks the book only where a position is open (the others' marks are unused)."""
+        """Records the closes and counts each symbol's bars; re-marks the book only where a position is open (the
+        others' marks are unused)."""
         closes = self._closes
         previous_closes = self._previous_closes
+        seen = self.bars_seen
         positions = self.portfolio.positions
         marks = self.portfolio.marks
         for bar in bars:
@@ -414,9 +416,16 @@ class Engine:
             if previous is not None:
                 previous_closes[symbol] = previous
             closes[symbol] = bar.close
+            seen[symbol] += 1
             position = positions.get(symbol)
             if position is not None and position.quantity:
                 marks[symbol] = to_decimal(bar.close)
+                if symbol not in self.opened_at_bar:
+                    # The bar the position was opened on (its opening fill's bar; after a restart, the first bar
+                    # at or after that fill, or the first bar seen when the feed does not go back that far).
+                    opened = self.opened_at.get(symbol)
+                    if opened is None or bar.timestamp >= opened:
+                        self.opened_at_bar[symbol] = seen[symbol]
 
     def _fill(self, order: Order, bar: Bar) -> None:
         price = self.broker.fill_price(bar, order.side)
@@ -437,22 +446,27 @@ class Engine:
         if self.portfolio.quantity(order.symbol) == 0:
             self.opening_signal.pop(order.symbol, None)
             self.opened_at.pop(order.symbol, None)
+            self.opened_at_bar.pop(order.symbol, None)
         elif not order.reduces_position:
             self.opening_signal[order.symbol] = order.signal_type
             self.opened_at[order.symbol] = bar.timestamp
+            self.opened_at_bar.pop(order.symbol, None)  # counted from this bar, when it is marked
 
     def _decide(
         self, timestamp: datetime, composites: dict[str, tuple[float, str]], equity: Decimal
     ) -> list[Order]:
         """Entries when the regime-weighted composite clears the profile's threshold; exits when it fades, once
-        the position has been held for the opening signal's horizon (its forecast needs that long to play out).
-        A position is never reversed in one order: it is closed first, and may reopen on a later bar."""
+        the position has been held for the opening signal's horizon, counted in the symbol's own bars (its
+        forecast needs that long to play out). A position is never reversed in one order: it is closed first,
+        and may reopen on a later bar. An entry is sized to the room the profile's limits leave, or not made."""
         profile = self.profile
         orders: list[Order] = []
         stamp = ""
         pending = self.broker.pending
         positions = self.portfolio.positions
+        seen = self.bars_seen
         may_open = self.state is not TradingState.REDUCE_ONLY
+        committed: Decimal | None = None  # gross exposure held and committed to open, once an entry needs it
         for symbol, (composite, lead_type) in composites.items():
             if pending.get(symbol):
                 continue
@@ -460,9 +474,9 @@ class Engine:
             quantity = position.quantity if position is not None else 0
             if quantity != 0:
                 direction = 1 if quantity > 0 else -1
-                opened = self.opened_at.get(symbol)
                 opener = self.opening_signal.get(symbol, lead_type)
-                if opened is not None and timestamp - opened < self._holding_period(opener):
+                held_bars = seen[symbol] - self.opened_at_bar.get(symbol, seen[symbol])
+                if held_bars < HORIZONS.get(opener, 0):
                     continue
                 if composite * direction < profile.exit_threshold:
                     stamp = stamp or f"{timestamp:%Y%m%dT%H%M%S}"
@@ -481,12 +495,21 @@ class Engine:
             if abs(composite) < profile.signal_threshold or not may_open:
                 continue
             refused_at = self._drawdown_refused.get(symbol)
-            if refused_at is not None and timestamp - refused_at < _DRAWDOWN_RETRY:
+            if refused_at is not None and seen[symbol] - refused_at < _DRAWDOWN_RETRY_BARS:
                 continue
             price = to_decimal(self._closes[symbol])
-            size = int(profile.max_position_fraction * equity / price)
+            if committed is None:
+                committed = self.portfolio.gross_exposure() + self._pending_openings()
+            size = opening_quantity(
+                price=price,
+                equity=equity,
+                position_quantity=quantity,
+                gross_exposure=committed,
+                profile=profile,
+            )
             if size <= 0:
                 continue
+            committed += size * price
             stamp = stamp or f"{timestamp:%Y%m%dT%H%M%S}"
             orders.append(
                 Order(
@@ -500,6 +523,19 @@ class Engine:
                 )
             )
         return orders
+
+    def _pending_openings(self) -> Decimal:
+        """Notional, at the last closes, of opening orders still waiting for their symbol's next bar (on gappy
+        data a symbol may have none in the cross-section that fills the others)."""
+        total = Decimal(0)
+        for symbol, orders in self.broker.pending.items():
+            close = self._closes.get(symbol)  # none yet for an order resubmitted at a restart, before its bar
+            if close is None:
+                continue
+            for order in orders:
+                if not order.reduces_position:
+                    total += order.quantity * to_decimal(close)
+        return total
 
     def _submit(
         self,
@@ -548,6 +584,7 @@ class Engine:
                 self._reject(order, reason)
                 continue
             if self.broker.submit(order):
+                self._refusing.pop(order.symbol, None)  # an order of this symbol passed: the episode is over
                 self.outbox.orders.append(order)
                 self.outbox.latencies_us[order.id] = (time.perf_counter_ns() - started_ns) / 1000
                 self._submitted.append(timestamp)
@@ -568,16 +605,23 @@ class Engine:
             reason=reason,
         )
         self.outbox.orders.append(rejected)
-        self.outbox.risk_events.append(
-            RiskEvent(
-                timestamp=timestamp,
-                code=reason,
-                detail=f"{order.side} {order.quantity} {order.symbol} rejected: {reason}",
-                symbol=order.symbol,
+        if self._refusing.get(order.symbol) != reason:
+            # Once per (symbol, reason) episode: the same refusal on every bar told an operator nothing new. The
+            # episode lasts until an order of the symbol passes (or trading resumes); `orders` keeps every one.
+            self._refusing[order.symbol] = reason
+            self.outbox.risk_events.append(
+                RiskEvent(
+                    timestamp=timestamp,
+                    code=reason,
+                    detail=(
+                        f"{order.side} {order.quantity} {order.symbol} rejected: {reason}; further {reason}"
+                        f" refusals of {order.symbol} are recorded in orders only, until one of its orders passes"
+                    ),
+                    symbol=order.symbol,
+                )
             )
-        )
         if reason == DRAWDOWN_LIMIT_EXCEEDED:
-            self._drawdown_refused[order.symbol] = timestamp
+            self._drawdown_refused[order.symbol] = self.bars_seen.get(order.symbol, 0)
         if reason in POLICY_REJECTIONS:
             return
         self._rejections.record(timestamp)
@@ -600,6 +644,7 @@ class Engine:
         self.portfolio = Portfolio.from_fills(initial_cash=self.portfolio.initial_cash, fills=fills)
         self.portfolio.high_water_mark = max(high_water_mark, self.portfolio.initial_cash)
         self.opening_signal, self.opened_at = _openers(fills)
+        self.opened_at_bar = {}  # found again while the bars before the restart are warmed up (`_mark`)
 
 
 def _openers(fills: Iterable[Fill]) -> tuple[dict[str, str], dict[str, datetime]]:

@@ -29,7 +29,8 @@ class ReplayFeed:
 
     Timestamps are ISO 8601; those with `Z` or an offset are converted to UTC, naive ones are taken to be UTC.
     Parquet datetime columns are accepted as they are (naive = UTC). `bar_seconds` is the smallest gap between
-    two timestamps (60 if there is only one); `symbols` are the file's symbols, sorted.
+    two timestamps (60 if there is only one), for pacing only: the engine counts horizons in each symbol's own
+    bars, whatever their length or gaps. `symbols` are the file's symbols, sorted.
     """
 
     def __init__(
@@ -70,6 +71,16 @@ class ReplayFeed:
         is_csv = suffix in _CSV_SUFFIXES
         frame = _read(path, is_csv=is_csv)
         return _load(frame, path=path, is_csv=is_csv, allowed=symbols)
+
+    @property
+    def first_timestamp(self) -> datetime | None:
+        """The timestamp of the file's first bars (None for a feed without bars)."""
+        return self._times[0] if self._times else None
+
+    @property
+    def last_timestamp(self) -> datetime | None:
+        """The timestamp of the file's last bars (None for a feed without bars)."""
+        return self._times[-1] if self._times else None
 
     def __len__(self) -> int:
         """Number of bars in the file."""
