@@ -1,4 +1,4 @@
-"""Prefect flows over `analytics/`: one module per flow, named as in CONTRACT.md §1.
+"""Prefect flows over `analytics/`: one module per flow, named as in the README (Flows).
 
 Importing this package does not import Prefect, so a caller can point PREFECT_HOME under TRADEOS_HOME first
 (`prefect_environment`) — Prefect reads its settings once, at import.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib
 import os
+import secrets
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -34,26 +36,90 @@ SCHEDULES: dict[str, dict[str, int | str]] = {
 WORK_POOL = "tradeos"
 
 
-def prefect_environment(settings: Settings) -> dict[str, str]:
-    """Environment for Prefect and for flow-run subprocesses: state under TRADEOS_HOME, no telemetry."""
+PREFECT_AUTH_USER = "tradeos"
+EPHEMERAL_SERVER_START_TIMEOUT_SECONDS = 90
+
+
+def prefect_auth_path(settings: Settings) -> Path:
+    """Where this TRADEOS_HOME keeps the credentials of its Prefect server (user:password, mode 0600), beside
+    those of the embedded stores."""
+    return settings.home_dir / "credentials" / "prefect-api-auth"
+
+
+def prefect_auth_string(settings: Settings) -> str:
+    """The `user:password` our Prefect server demands (API and UI): generated at the first start of this
+    TRADEOS_HOME and kept 0600, never a default, so another local user can neither list nor trigger our flows."""
+    path = prefect_auth_path(settings)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        fd = None
+    if fd is not None:
+        auth = f"{PREFECT_AUTH_USER}:{secrets.token_urlsafe(32)}"
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(auth + "\n")
+        return auth
+    # Whatever mode an earlier version or an editor left it with, only we may read it.
+    os.chmod(path, 0o600)
+    auth = path.read_text(encoding="utf-8").strip()
+    user, _, password = auth.partition(":")
+    if not user or len(password) < 16:
+        raise ValueError(
+            f"{path}: not a Prefect auth string (user:password); delete it to generate a new one"
+        )
+    return auth
+
+
+def prefect_environment(settings: Settings, *, api_url: str | None = None) -> dict[str, str]:
+    """Everything Prefect needs, derived in this one place: its state under TRADEOS_HOME, no telemetry, and our
+    server's credentials on both sides (a server we start, Prefect's temporary one included, refuses anyone without
+    them; our clients present them), plus `api_url` when our server is known. A PREFECT_API_URL the operator set
+    (a dedicated Prefect server) is theirs, with their own PREFECT_API_AUTH_STRING: left alone."""
     env = {
         "TRADEOS_HOME": str(settings.home_dir),
-        "PREFECT_HOME": str(settings.home_dir / "prefect"),
+        "PREFECT_HOME": os.environ.get("PREFECT_HOME") or str(settings.home_dir / "prefect"),
         "DO_NOT_TRACK": "1",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        # Prefect's temporary server (`flows run` with no `tradeos up`) gets 20 s by default: too few on a busy
+        # machine, where it failed "Timed out while attempting to connect to ephemeral Prefect API server".
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": str(EPHEMERAL_SERVER_START_TIMEOUT_SECONDS),
     }
+    if api_url or not operator_prefect_api():
+        auth = prefect_auth_string(settings)
+        env.update(PREFECT_SERVER_API_AUTH_STRING=auth, PREFECT_API_AUTH_STRING=auth)
+    if api_url:
+        env["PREFECT_API_URL"] = api_url
     if settings.database_url:
         env["TRADEOS_DATABASE_URL"] = settings.database_url
     return env
 
 
-def apply_prefect_environment(settings: Settings) -> None:
-    """Export `prefect_environment` into this process; an explicit PREFECT_HOME already set is kept."""
-    for key, value in prefect_environment(settings).items():
-        if key == "PREFECT_HOME" and os.environ.get(key):
-            continue
-        os.environ[key] = value
-    (settings.home_dir / "prefect").mkdir(parents=True, exist_ok=True)
+def operator_prefect_api() -> str | None:
+    """The PREFECT_API_URL of a dedicated Prefect server the operator configured, if any (we never export one)."""
+    return os.environ.get("PREFECT_API_URL") or None
+
+
+def apply_prefect_environment(settings: Settings) -> dict[str, str]:
+    """Export `prefect_environment` into this process (before Prefect is imported: it reads its settings once)
+    and return it. The URL of our own server is not exported: it goes through `prefect_settings`, as it may
+    change when the server is restarted."""
+    env = prefect_environment(settings)
+    os.environ.update(env)
+    Path(env["PREFECT_HOME"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+    return env
+
+
+def prefect_settings(env: dict[str, str]) -> dict[Any, Any]:
+    """The Prefect settings among `prefect_environment`'s variables, for `prefect.settings.temporary_settings`
+    (Prefect passes the settings in force on to the servers and flow-run processes it starts)."""
+    import prefect.settings
+
+    return {
+        getattr(prefect.settings, name): value
+        for name, value in env.items()
+        if name.startswith("PREFECT_") and hasattr(prefect.settings, name)
+    }
 
 
 def get_flow(name: str) -> Flow[Any, Any]:

@@ -23,9 +23,16 @@ def _args(*argv: str) -> argparse.Namespace:
 
 @pytest.fixture
 def flow_env(monkeypatch: pytest.MonkeyPatch, tradeos_home: Path) -> None:
-    """`flows run` exports TRADEOS_* for the flow's tasks: undo it after the test."""
+    """`flows run` exports TRADEOS_* for the flow's tasks and this home's Prefect credentials: undo it after."""
     for name in ("TRADEOS_HOME", "TRADEOS_DATABASE_URL"):
         monkeypatch.setenv(name, "")
+    for name in (
+        "PREFECT_API_AUTH_STRING",
+        "PREFECT_SERVER_API_AUTH_STRING",
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS",
+    ):
+        monkeypatch.setenv(name, "")  # recorded, so the value `flows run` exports is removed after the test
+        monkeypatch.delenv(name)
     monkeypatch.setenv("TRADEOS_HOME", str(tradeos_home))
 
 
@@ -71,6 +78,36 @@ def test_without_a_database_the_run_fails_with_one_clear_line(
     assert code != 0
     assert len(err.splitlines()) == 1
     assert "TRADEOS_DATABASE_URL" in err
+
+
+@pytest.mark.usefixtures("flow_env")
+@pytest.mark.parametrize(
+    ("param", "expected"),
+    [
+        ("windows=3", "--param windows: regime-retrain has no such parameter (its parameters: window_days)"),
+        ("window_days=abc", "--param window_days=abc: Input should be a valid number"),
+        ("window_days", "--param 'window_days': expected KEY=VALUE"),
+    ],
+)
+def test_a_flow_parameter_the_flow_cannot_take_fails_with_one_line_and_exit_2(
+    param: str, expected: str, tradeos_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = Settings(home=tradeos_home, database_url=None)
+
+    code = run(_args("flows", "run", "regime-retrain", "--param", param), settings)
+
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"tradeos flows run regime-retrain: {expected}"), err
+
+
+def test_flow_parameters_are_converted_to_the_types_the_flow_declares() -> None:
+    from api.cli_flows import flow_parameters
+    from flows import get_flow
+
+    assert flow_parameters(get_flow("regime-retrain"), ["window_days=2.5"]) == {"window_days": 2.5}
+    assert flow_parameters(get_flow("daily-report"), ["day=2026-01-05"]) == {"day": "2026-01-05"}
 
 
 def test_the_registry_maps_the_contract_names_to_flows_of_the_same_name() -> None:

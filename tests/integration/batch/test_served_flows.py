@@ -1,8 +1,10 @@
-"""`tradeos up` serves the flows itself (a private Prefect server under TRADEOS_HOME, no network): the interval
-flows run once at start-up, so the Metrics API has rollups within a minute instead of 503 for five."""
+"""`tradeos up` serves the flows itself (a private Prefect server under TRADEOS_HOME, no network, closed by this
+home's credentials): the interval flows run once at start-up, so the Metrics API has rollups within a minute instead
+of 503 for five, and the console says where the Prefect UI is."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -56,6 +58,23 @@ def test_tradeos_up_serves_the_flows_and_the_metrics_api_has_rollups_within_two_
         )
         assert {s["signal_type"] for s in signals} == {"momentum", "mean_reversion", "breakout", "vol_trend"}
         assert all(s["n_periods"] > 1000 for s in signals)
+        # The console shows where the Prefect UI is, and how to log in: its API refuses anyone without that.
+        shown = re.search(
+            r"Prefect UI on (http://127\.0\.0\.1:\d+) \(log in with the auth string in (\S+)\)",
+            service.output,
+        )
+        assert shown is not None, service.output
+        ui_url, auth_path = shown.groups()
+        assert Path(auth_path) == home.resolve() / "credentials" / "prefect-api-auth"
+        assert httpx.get(ui_url, timeout=5, trust_env=False).status_code == 200
+        assert (
+            httpx.post(f"{ui_url}/api/flows/filter", json={}, timeout=5, trust_env=False).status_code == 401
+        )
+        user, _, password = Path(auth_path).read_text().strip().partition(":")
+        flows = httpx.post(
+            f"{ui_url}/api/flows/filter", json={}, auth=(user, password), timeout=5, trust_env=False
+        )
+        assert {flow["name"] for flow in flows.json()} >= {"metrics-rollup", "signal-ic"}
         flows_log = (home / "logs" / "flows.log").read_text()
         assert "first metrics-rollup run requested" in flows_log
         assert "first signal-ic run requested" in flows_log
