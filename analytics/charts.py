@@ -1,4 +1,4 @@
-"""Self-contained SVG charts for the HTML report (CONTRACT.md §7): plain strings, no scripts, no network.
+"""Self-contained SVG charts for the HTML report (README, Reports): plain strings, no scripts, no network.
 
 Every text is escaped; long series are thinned to at most `max_points` by keeping each bucket's lowest and
 highest value, so a drawdown's trough or a spike survives and a year of minutes stays a small file.
@@ -7,7 +7,7 @@ highest value, so a drawdown's trough or a spike survives and a year of minutes 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from html import escape
 
@@ -27,6 +27,12 @@ _FONT = 'font-family="sans-serif" font-size="11"'
 
 def _number(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
+def _tick_number(value: float, step: float) -> str:
+    """A value tick with as many decimals as its step needs (so neighbouring ticks never print alike), grouped."""
+    decimals = max(0, -math.floor(math.log10(step))) if step > 0 else 2
+    return f"{value:,.{decimals}f}"
 
 
 def _svg_open(width: int, height: int, title: str) -> list[str]:
@@ -108,23 +114,64 @@ def _epoch(moment: datetime | date) -> float:
     return moment.timestamp()
 
 
-def _time_label(seconds: float, span: float) -> str:
-    moment = datetime.fromtimestamp(seconds, tz=UTC)
-    if span <= 2 * 86_400:
-        return moment.strftime("%m-%d %H:%M")
-    return moment.strftime("%Y-%m-%d")
+# Tick spacings a reader counts in (seconds): round minutes and hours within a day, whole days and weeks beyond.
+_TIME_STEPS: tuple[int, ...] = (
+    1, 2, 5, 10, 15, 30,
+    60, 2 * 60, 5 * 60, 10 * 60, 15 * 60, 30 * 60,
+    3_600, 2 * 3_600, 3 * 3_600, 6 * 3_600, 12 * 3_600,
+    86_400, 2 * 86_400, 7 * 86_400, 14 * 86_400, 28 * 86_400, 91 * 86_400, 182 * 86_400, 364 * 86_400,
+)  # fmt: skip
+_DAY = 86_400
+_MAX_TIME_TICKS = 6
+
+
+def time_ticks(low: float, high: float) -> list[tuple[float, str]]:
+    """Ticks at `low` and at round instants in [low, high] (epoch seconds, UTC), distinct labels, format by span.
+
+    Under two days: times of day (`%H:%M`, with seconds if the step is under a minute, and the date when the
+    ticks cross midnight); from two days on: whole days, labelled as dates.
+    """
+    if not (math.isfinite(low) and math.isfinite(high)) or high < low:
+        return []
+    span = high - low
+    candidates = [step for step in _TIME_STEPS if span < 2 * _DAY or step >= _DAY]
+    step = next(
+        (s for s in candidates if math.floor(high / s) - math.ceil(low / s) + 1 <= _MAX_TIME_TICKS),
+        candidates[-1],
+    )
+    while math.floor(high / step) - math.ceil(low / step) + 1 > _MAX_TIME_TICKS:
+        step *= 2  # beyond a year of history: every second, fourth, ... year-long step
+    # The axis's first instant is always labelled (where the data starts); round instants follow, none so close
+    # to it that the labels would collide (a label is about a tenth of the axis wide).
+    clearance = max(0.5 * step, 0.12 * span)
+    rounds = range(math.ceil(low / step), math.floor(high / step) + 1)
+    instants = [low, *(k * step for k in rounds if k * step >= low + clearance)]
+    moments = [datetime.fromtimestamp(t, tz=UTC) for t in instants]
+    if step >= _DAY:
+        fmt = "%Y-%m-%d"
+    else:
+        clock = "%H:%M:%S" if step < 60 else "%H:%M"
+        several_days = len({m.date() for m in moments}) > 1
+        fmt = f"%m-%d {clock}" if several_days else clock
+    return [(t, m.strftime(fmt)) for t, m in zip(instants, moments, strict=True)]
 
 
 def _time_axis(parts: list[str], low: float, high: float, left: float, right: float, bottom: float) -> None:
-    span = high - low
-    for k in range(5):
-        seconds = low + span * k / 4
-        x = left + (right - left) * k / 4
+    ticks = time_ticks(low, high)
+    for seconds, label in ticks:
+        x = left + (right - left) * (seconds - low) / (high - low)
         parts.append(f'<line x1="{x:.1f}" y1="{bottom}" x2="{x:.1f}" y2="{bottom + 4}" stroke="#444444"/>')
-        anchor = "start" if k == 0 else "end" if k == 4 else "middle"
+        # A label centred on a tick at the right end would run off the chart: it ends there instead.
+        anchor = "end" if right - x < 4 * len(label) else "middle"
         parts.append(
-            f'<text x="{x:.1f}" y="{bottom + 16}" text-anchor="{anchor}" {_FONT}>'
-            f"{escape(_time_label(seconds, span))}</text>"
+            f'<text class="time-tick" x="{x:.1f}" y="{bottom + 16}" text-anchor="{anchor}" {_FONT}>'
+            f"{escape(label)}</text>"
+        )
+    if ticks and all(len(label) <= 8 for _, label in ticks):
+        # Times of day alone: the day they fall on, once, under the axis's left end.
+        day = datetime.fromtimestamp(low, tz=UTC).strftime("%Y-%m-%d")
+        parts.append(
+            f'<text class="time-day" x="{left}" y="{bottom + 30}" text-anchor="start" {_FONT}>{day}</text>'
         )
 
 
@@ -138,17 +185,20 @@ def _value_axis(
     right: float,
     label: str,
 ) -> None:
-    for tick in _nice_ticks(low, high):
+    ticks = _nice_ticks(low, high)
+    step = ticks[1] - ticks[0] if len(ticks) > 1 else abs(ticks[0]) if ticks and ticks[0] else 1.0
+    for tick in ticks:
         y = bottom - (tick - low) / (high - low) * (bottom - top)
         parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" stroke="#e5e5e5"/>')
         parts.append(
-            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" {_FONT}>{escape(_number(tick))}</text>'
+            f'<text class="value-tick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" {_FONT}>'
+            f"{escape(_tick_number(tick, step))}</text>"
         )
     if label:
         middle = (top + bottom) / 2
         parts.append(
-            f'<text x="14" y="{middle:.1f}" transform="rotate(-90 14 {middle:.1f})" text-anchor="middle" {_FONT}>'
-            f"{escape(label)}</text>"
+            f'<text class="axis-label" x="14" y="{middle:.1f}" transform="rotate(-90 14 {middle:.1f})" '
+            f'text-anchor="middle" {_FONT}>{escape(label)}</text>'
         )
 
 
@@ -161,7 +211,7 @@ def _legend(parts: list[str], names: Sequence[str], colours: Sequence[str], left
 
 
 def line_chart_svg(
-    x: Sequence[datetime],
+    x: Sequence[datetime | date],
     ys: Mapping[str, Sequence[float]],
     *,
     title: str,
@@ -169,8 +219,13 @@ def line_chart_svg(
     width: int = 800,
     height: int = 260,
     max_points: int = 2_000,
+    mark_lowest: Callable[[float], str] | None = None,
 ) -> str:
-    """A time-series line chart with one line per named series; NaN values break the line."""
+    """A time-series line chart with one line per named series; NaN values break the line.
+
+    A point with no finite neighbour (a one-day series, or one between gaps) is drawn as a dot, so it shows.
+    `mark_lowest` labels the lowest point of the first series with the text it returns (e.g. a drawdown's trough).
+    """
     series = {name: list(values) for name, values in ys.items() if len(values)}
     for name, values in series.items():
         if len(values) != len(x):
@@ -181,10 +236,18 @@ def line_chart_svg(
     thinned = {name: _downsample(seconds, values, max_points) for name, values in series.items()}
     low_t, high_t = min(seconds), max(seconds)
     if low_t == high_t:
-        low_t, high_t = low_t - 1.0, high_t + 1.0
+        # One instant: half a day either side of a calendar day, half an hour either side of a timestamp.
+        pad = _DAY / 2 if not isinstance(x[0], datetime) else 1_800.0
+        low_t, high_t = low_t - pad, high_t + pad
     low_v, high_v = _value_range([v for _, values in thinned.values() for v in values])
     left, right = _MARGIN_LEFT, width - _MARGIN_RIGHT
     top, bottom = _MARGIN_TOP + (14 if len(series) > 1 else 0), height - _MARGIN_BOTTOM
+
+    def position(t: float, v: float) -> tuple[float, float]:
+        return (
+            left + (t - low_t) / (high_t - low_t) * (right - left),
+            bottom - (v - low_v) / (high_v - low_v) * (bottom - top),
+        )
 
     parts = _svg_open(width, height, title)
     _value_axis(parts, low_v, high_v, top, bottom, left, right, y_label)
@@ -193,18 +256,37 @@ def line_chart_svg(
     colours = [PALETTE[i % len(PALETTE)] for i in range(len(thinned))]
     for (name, (times, values)), colour in zip(thinned.items(), colours, strict=True):
         commands: list[str] = []
+        dots: list[tuple[float, float]] = []
         pen_down = False
-        for t, v in zip(times, values, strict=True):
+        for k, (t, v) in enumerate(zip(times, values, strict=True)):
             if not math.isfinite(v):
                 pen_down = False
                 continue
-            px = left + (t - low_t) / (high_t - low_t) * (right - left)
-            py = bottom - (v - low_v) / (high_v - low_v) * (bottom - top)
+            px, py = position(t, v)
             commands.append(f"{'L' if pen_down else 'M'}{px:.1f},{py:.1f}")
+            if not pen_down and not (k + 1 < len(values) and math.isfinite(values[k + 1])):
+                dots.append((px, py))
             pen_down = True
         parts.append(
             f'<path d="{" ".join(commands)}" fill="none" stroke="{colour}" stroke-width="1.5" '
             f'data-series="{escape(name)}"/>'
+        )
+        parts.extend(
+            f'<circle cx="{px:.1f}" cy="{py:.1f}" r="3" fill="{colour}" data-series="{escape(name)}"/>'
+            for px, py in dots
+        )
+    if mark_lowest is not None:
+        # A ring on the lowest point, and what it is worth above the plot's right end, clear of the line.
+        times, values = next(iter(thinned.values()))
+        lowest = min((k for k, v in enumerate(values) if math.isfinite(v)), key=lambda k: values[k])
+        px, py = position(times[lowest], values[lowest])
+        parts.append(
+            f'<circle class="lowest" cx="{px:.1f}" cy="{py:.1f}" r="4" fill="none" stroke="#444444" '
+            f'data-value="{values[lowest]!r}"/>'
+        )
+        parts.append(
+            f'<text class="lowest" x="{right}" y="{top - 4}" text-anchor="end" {_FONT} '
+            f'data-value="{values[lowest]!r}">{escape(mark_lowest(values[lowest]))}</text>'
         )
     if len(thinned) > 1:
         _legend(parts, list(thinned), colours, left, _MARGIN_TOP + 6)
@@ -259,25 +341,32 @@ def timeline_svg(
     segments: Sequence[tuple[datetime, datetime, str]],
     *,
     title: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
     width: int = 800,
     height: int = 120,
 ) -> str:
-    """Coloured bands over time, one colour per label (e.g. market regimes), with a legend."""
+    """Coloured bands over time, one colour per label (e.g. market regimes), with a legend.
+
+    The axis runs from `start` to `end` when given (the period the chart covers), so a band that begins late
+    leaves a visible gap; otherwise from the first band's start to the last band's end.
+    """
     if not segments:
         return _no_data(width, height, title)
     spans: list[tuple[float, float, str]] = []
-    for start, end, label in sorted(
-        ((_epoch(start), _epoch(end), label) for start, end, label in segments), key=lambda span: span[0]
+    for begin, finish, label in sorted(
+        ((_epoch(begin), _epoch(finish), label) for begin, finish, label in segments),
+        key=lambda span: span[0],
     ):
-        if end < start:
+        if finish < begin:
             raise ValueError(f"segment {label!r} ends before it starts")
-        if spans and spans[-1][2] == label and spans[-1][1] >= start:
+        if spans and spans[-1][2] == label and spans[-1][1] >= begin:
             # One band for a run of the same label keeps a year of regime changes a small file.
-            spans[-1] = (spans[-1][0], max(spans[-1][1], end), label)
+            spans[-1] = (spans[-1][0], max(spans[-1][1], finish), label)
         else:
-            spans.append((start, end, label))
-    low_t = min(start for start, _, _ in spans)
-    high_t = max(end for _, end, _ in spans)
+            spans.append((begin, finish, label))
+    low_t = min(spans[0][0], _epoch(start)) if start is not None else spans[0][0]
+    high_t = max(max(finish for _, finish, _ in spans), _epoch(end) if end is not None else -math.inf)
     if low_t == high_t:
         high_t = low_t + 1.0
     labels = list(dict.fromkeys(label for _, _, label in spans))
@@ -286,12 +375,13 @@ def timeline_svg(
     top, bottom = _MARGIN_TOP + 14, height - _MARGIN_BOTTOM
 
     parts = _svg_open(width, height, title)
-    for start, end, label in spans:
-        x0 = left + (start - low_t) / (high_t - low_t) * (right - left)
-        x1 = left + (end - low_t) / (high_t - low_t) * (right - left)
+    for begin, finish, label in spans:
+        x0 = left + (begin - low_t) / (high_t - low_t) * (right - left)
+        x1 = left + (finish - low_t) / (high_t - low_t) * (right - left)
         parts.append(
             f'<rect x="{x0:.1f}" y="{top}" width="{max(x1 - x0, 0.5):.1f}" height="{bottom - top}" '
-            f'fill="{colour_of[label]}"><title>{escape(label)}</title></rect>'
+            f'fill="{colour_of[label]}" data-label="{escape(label)}" data-start="{begin!r}" data-end="{finish!r}">'
+            f"<title>{escape(label)}</title></rect>"
         )
     parts.append(f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#444444"/>')
     _time_axis(parts, low_t, high_t, left, right, bottom)

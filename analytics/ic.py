@@ -1,5 +1,5 @@
 """Information coefficient of signals: per-timestamp Spearman rank correlation, across symbols, between a signal
-type's strength and the forward return over its horizon (CONTRACT.md §5), equal to alphalens-reloaded's
+type's strength and the forward return over its horizon (docs/metrics.md), equal to alphalens-reloaded's
 `factor_information_coefficient`.
 
 The computation lays bars and signals out as a (timestamp x symbol) panel and ranks whole rows at once with numpy,

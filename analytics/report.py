@@ -1,4 +1,4 @@
-"""The daily HTML report (CONTRACT.md §7): one self-contained file, charts inlined as SVG, no scripts, no network."""
+"""The daily HTML report (README, Reports): one self-contained file, charts inlined as SVG, no scripts, no network."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from html import escape
 
 import duckdb
-import numpy as np
 import polars as pl
 
 from analytics.charts import bar_chart_svg, line_chart_svg, timeline_svg
@@ -26,6 +25,12 @@ th { text-align: left; } td.num { text-align: right; font-variant-numeric: tabul
 .muted { color: #777; font-size: 0.9em; }
 """
 
+# Annualised figures from fewer daily returns than about a trading month are noise dressed as a rate (five hours
+# of gains compound to hundreds of percent a year): the report shows them as n/a, with this reason.
+MIN_DAILY_RETURNS_TO_ANNUALIZE = 20
+# The unit of every money figure: the account's cash is kept in it (TRADEOS_INITIAL_CASH).
+ACCOUNT_CURRENCY = "USD"
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReportData:
@@ -35,11 +40,13 @@ class ReportData:
     generated_at: datetime
     summary: PerformanceSummary
     equity: pl.DataFrame
+    drawdown: pl.DataFrame
     daily: pl.DataFrame
     pnl_by_signal: pl.DataFrame
     ic_by_signal: pl.DataFrame
     daily_ic: pl.DataFrame
     regimes: list[tuple[datetime, datetime, str]]
+    period: tuple[datetime, datetime] | None
 
 
 def latest_day(conn: duckdb.DuckDBPyConnection) -> date | None:
@@ -53,21 +60,54 @@ def _before(frame: pl.DataFrame, end: datetime, column: str = "timestamp") -> pl
     return frame.filter(pl.col(column) < end) if frame.height else frame
 
 
-def _regime_segments(conn: duckdb.DuckDBPyConnection, end: datetime) -> list[tuple[datetime, datetime, str]]:
+def _period(conn: duckdb.DuckDBPyConnection, end: datetime) -> tuple[datetime, datetime] | None:
+    """The first and last instants with a bar or an equity snapshot before `end`: the span the report covers."""
     rows = conn.execute(
-        'SELECT timestamp, "current" FROM regime_changes WHERE timestamp < ? ORDER BY timestamp, id', [end]
+        "SELECT least(min(b), min(e)), greatest(max(b), max(e)) FROM ("
+        " SELECT min(timestamp) AS b, NULL::TIMESTAMPTZ AS e FROM bars WHERE timestamp < ?"
+        " UNION ALL SELECT NULL, min(timestamp) FROM equity WHERE timestamp < ?"
+        " UNION ALL SELECT max(timestamp), NULL FROM bars WHERE timestamp < ?"
+        " UNION ALL SELECT NULL, max(timestamp) FROM equity WHERE timestamp < ?)",
+        [end, end, end, end],
     ).fetchall()
-    newest = conn.execute(
-        "SELECT greatest(max(b), max(e)) FROM (SELECT max(timestamp) AS b, NULL::TIMESTAMPTZ AS e FROM bars"
-        " WHERE timestamp < ? UNION ALL SELECT NULL, max(timestamp) FROM equity WHERE timestamp < ?)",
-        [end, end],
+    first, last = rows[0] if rows else (None, None)
+    return (first, last) if isinstance(first, datetime) and isinstance(last, datetime) else None
+
+
+def _regime_segments(
+    conn: duckdb.DuckDBPyConnection, end: datetime, period: tuple[datetime, datetime] | None
+) -> list[tuple[datetime, datetime, str]]:
+    """The regime timeline over the period, from its first instant: the engine records no change for the regime
+    it starts in, so that one is read from the first signals (each carries the regime in force), or else from the
+    first change's `previous`."""
+    changes = conn.execute(
+        'SELECT timestamp, previous, "current" FROM regime_changes WHERE timestamp < ? ORDER BY timestamp, id',
+        [end],
     ).fetchall()
-    last_seen = newest[0][0] if newest and isinstance(newest[0][0], datetime) else end
-    segments = []
-    for index, (start, regime) in enumerate(rows):
-        stop = rows[index + 1][0] if index + 1 < len(rows) else max(last_seen, start)
+    first_change = changes[0][0] if changes else end
+    opening = conn.execute(
+        "SELECT regime FROM signals WHERE timestamp < ? AND regime IS NOT NULL ORDER BY timestamp, id LIMIT 1",
+        [first_change],
+    ).fetchall()
+    initial = opening[0][0] if opening else changes[0][1] if changes else None
+    first_seen, last_seen = period if period is not None else (first_change, end)
+    segments: list[tuple[datetime, datetime, str]] = []
+    if initial is not None and first_seen < first_change:
+        segments.append((first_seen, min(first_change, max(last_seen, first_seen)), str(initial)))
+    for index, (start, _, regime) in enumerate(changes):
+        stop = changes[index + 1][0] if index + 1 < len(changes) else max(last_seen, start)
         segments.append((start, stop, str(regime)))
     return segments
+
+
+def equity_drawdown(equity: pl.DataFrame) -> pl.DataFrame:
+    """`timestamp, drawdown`: the positive fraction of every equity snapshot below its high-water mark (the first
+    snapshot, the initial capital, is the first mark). Both the report's drawdown chart and its max drawdown."""
+    if equity.height == 0:
+        return pl.DataFrame(schema={"timestamp": pl.Datetime("us", "UTC"), "drawdown": pl.Float64})
+    return equity.select(
+        "timestamp", pl.Series("drawdown", drawdown_series(equity.get_column("total_value")))
+    )
 
 
 def gather(
@@ -84,6 +124,7 @@ def gather(
         else pl.DataFrame(schema={"date": pl.Date, "equity": pl.Float64, "return": pl.Float64})
     )
     ic = information_coefficient(_before(load_signals(conn), end), _before(load_bars(conn), end))
+    period = _period(conn, end)
     ic_rows = [
         {"signal_type": s.signal_type, "ic_mean": s.ic_mean, "ic_ir": s.ic_ir, "n_periods": s.n_periods}
         for s in ic_summary(ic)
@@ -93,6 +134,7 @@ def gather(
         generated_at=generated_at,
         summary=performance_summary(daily=daily, trades=trades, annualization=annualization),
         equity=equity,
+        drawdown=equity_drawdown(equity),
         daily=daily,
         pnl_by_signal=pnl_by_signal_type(trades),
         ic_by_signal=pl.DataFrame(
@@ -105,13 +147,20 @@ def gather(
             },
         ),
         daily_ic=daily_ic(ic),
-        regimes=_regime_segments(conn, end),
+        regimes=_regime_segments(conn, end, period),
+        period=period,
     )
 
 
-def _figure(value: float | int | None, *, percent: bool = False, digits: int = 2) -> str:
+def _not_available(reason: str) -> str:
+    return f'n/a <span class="muted">({escape(reason)})</span>'
+
+
+def _figure(
+    value: float | int | None, *, percent: bool = False, digits: int = 2, undefined: str = "undefined"
+) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
+        return _not_available(undefined)
     if percent:
         return f"{value * 100:.{digits}f} %"
     if isinstance(value, int):
@@ -130,46 +179,57 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)
-
-
-def render(data: ReportData) -> str:
-    """The report as one HTML document."""
+def render(data: ReportData, *, currency: str = ACCOUNT_CURRENCY) -> str:
+    """The report as one HTML document; money in `currency`."""
     s = data.summary
+    days = data.daily.height
+    too_short = days < MIN_DAILY_RETURNS_TO_ANNUALIZE
+    short_reason = f"needs at least {MIN_DAILY_RETURNS_TO_ANNUALIZE} daily returns; {days} so far"
+
+    def annualized(value: float, *, percent: bool = False) -> str:
+        return _not_available(short_reason) if too_short else _figure(value, percent=percent)
+
+    no_trades = "no closed trades yet"
+    drawdowns = data.drawdown.get_column("drawdown").to_list() if data.drawdown.height else []
+    max_drawdown = max((d for d in drawdowns if math.isfinite(d)), default=math.nan)
     key_figures = _table(
         ["figure", "value"],
         [
-            ["Total return", _figure(s.total_return, percent=True)],
-            ["Annualized return", _figure(s.annualized_return, percent=True)],
-            ["Sharpe ratio", _figure(s.sharpe_ratio)],
-            ["Sortino ratio", _figure(s.sortino_ratio)],
-            ["Max drawdown", _figure(s.max_drawdown, percent=True)],
+            ["Total return", _figure(s.total_return, percent=True, undefined="no equity recorded")],
+            ["Annualized return", annualized(s.annualized_return, percent=True)],
+            ["Sharpe ratio", annualized(s.sharpe_ratio)],
+            ["Sortino ratio", annualized(s.sortino_ratio)],
+            ["Max drawdown", _figure(max_drawdown, percent=True, undefined="no equity recorded")],
             ["Closed trades", _figure(s.total_trades)],
-            ["Win rate", _figure(s.win_rate, percent=True, digits=1)],
-            ["Profit factor", _figure(s.profit_factor)],
-            ["Average trade duration (min)", _figure(s.average_trade_duration_seconds / 60.0)],
-            ["Days", _figure(data.daily.height)],
+            ["Win rate", _figure(s.win_rate, percent=True, digits=1, undefined=no_trades)],
+            [
+                "Profit factor",
+                _figure(s.profit_factor, undefined=no_trades if not s.total_trades else "no loss"),
+            ],
+            [
+                "Average trade duration (min)",
+                _figure(s.average_trade_duration_seconds / 60.0, undefined=no_trades),
+            ],
+            ["Days", _figure(days)],
             ["Annualization", _figure(s.annualization)],
         ],
     )
     stamps = data.equity.get_column("timestamp").to_list() if data.equity.height else []
     values = data.equity.get_column("total_value").to_list() if data.equity.height else []
-    capital = values[0] if values else math.nan
-    drawdown = [-100.0 * d for d in drawdown_series(np.asarray([capital, *values]))[1:]] if values else []
+    drawdown = [-100.0 * d for d in drawdowns]
     signal_rows = data.pnl_by_signal.join(
         data.ic_by_signal, on="signal_type", how="full", coalesce=True
     ).sort("signal_type")
     per_signal = _table(
-        ["signal type", "closed trades", "win rate", "P&L", "mean IC", "IC IR", "IC periods"],
+        ["signal type", "closed trades", "win rate", f"P&L ({currency})", "mean IC", "IC IR", "IC periods"],
         [
             [
                 escape(str(r["signal_type"])),
                 _figure(r["n_trades"]),
-                _figure(r["win_rate"], percent=True, digits=1),
-                _figure(r["pnl"]),
-                _figure(r["ic_mean"], digits=4),
-                _figure(r["ic_ir"], digits=3),
+                _figure(r["win_rate"], percent=True, digits=1, undefined=no_trades),
+                _figure(r["pnl"], undefined=no_trades),
+                _figure(r["ic_mean"], digits=4, undefined="no IC period yet"),
+                _figure(r["ic_ir"], digits=3, undefined="fewer than two IC periods"),
                 _figure(r["n_periods"]),
             ]
             for r in signal_rows.iter_rows(named=True)
@@ -191,13 +251,19 @@ def render(data: ReportData) -> str:
         for (signal_type,), group in data.daily_ic.group_by("signal_type", maintain_order=True)
     }
     charts = [
-        line_chart_svg(stamps, {"equity": values}, title="Equity", y_label="total value"),
-        line_chart_svg(stamps, {"drawdown": drawdown}, title="Drawdown", y_label="% below high-water mark"),
+        line_chart_svg(stamps, {"equity": values}, title="Equity", y_label=f"total value ({currency})"),
+        line_chart_svg(
+            stamps,
+            {"drawdown": drawdown},
+            title="Drawdown",
+            y_label="% below high-water mark",
+            mark_lowest=lambda lowest: f"max drawdown {-lowest:.2f} %",
+        ),
         bar_chart_svg(
             data.pnl_by_signal.get_column("signal_type").to_list(),
             data.pnl_by_signal.get_column("pnl").to_list(),
             title="P&L of closed trades by signal type",
-            y_label="P&L",
+            y_label=f"P&L ({currency})",
         ),
         bar_chart_svg(
             data.ic_by_signal.get_column("signal_type").to_list(),
@@ -205,10 +271,13 @@ def render(data: ReportData) -> str:
             title="Mean IC by signal type",
             y_label="Spearman IC",
         ),
-        line_chart_svg(
-            [_midnight(d) for d in ic_days], ic_lines, title="Daily mean IC by signal type", y_label="IC"
+        line_chart_svg(ic_days, ic_lines, title="Daily mean IC by signal type", y_label="IC"),
+        timeline_svg(
+            data.regimes,
+            title="Market regime",
+            start=data.period[0] if data.period else None,
+            end=data.period[1] if data.period else None,
         ),
-        timeline_svg(data.regimes, title="Market regime"),
     ]
     generated = data.generated_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     return "\n".join(
@@ -219,7 +288,9 @@ def render(data: ReportData) -> str:
             f"<style>{_CSS}</style></head><body>",
             f"<h1>TRADEOS daily report — {data.through.isoformat()}</h1>",
             f'<p class="muted">All history through {data.through.isoformat()} (UTC); generated {generated}. '
-            "Returns use each UTC day's last equity value; a closed trade is a position from flat to flat.</p>",
+            "Returns use each UTC day's last equity value; drawdown uses every equity snapshot; a closed trade is "
+            f"a position from flat to flat. Money in {escape(currency)}. Annualized figures need at least "
+            f"{MIN_DAILY_RETURNS_TO_ANNUALIZE} daily returns.</p>",
             "<h2>Key figures</h2>",
             key_figures,
             "<h2>Equity and drawdown</h2>",

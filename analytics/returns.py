@@ -1,4 +1,4 @@
-"""Daily equity, daily returns and drawdown: the one definition of each (CONTRACT.md §5)."""
+"""Daily equity, daily returns and drawdown: the one definition of each (docs/metrics.md)."""
 
 from __future__ import annotations
 

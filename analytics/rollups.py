@@ -1,7 +1,8 @@
 """Rollup tables built from the synced DuckDB tables with the one definition of each number in `analytics/`.
 
 Every rollup recomputes its tables from all synced history and replaces them in one transaction, so a re-run is
-idempotent and a reader never sees half a rollup.
+idempotent and a reader never sees half a rollup. Money stays exact: DECIMAL(24, 8) as in the system of record
+(ratios and returns are DOUBLE).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 import duckdb
 import numpy as np
@@ -18,28 +20,34 @@ from analytics.ic import daily_ic, ic_summary, information_coefficient
 from analytics.performance import PerformanceSummary, performance_summary
 from analytics.returns import daily_returns, drawdown_series
 from analytics.trades import closed_trades, pnl_by_signal_type
-from analytics.warehouse import record_rollup, scalar
+from analytics.warehouse import MONEY, record_rollup, scalar
 
 PERFORMANCE = "performance"
 SYSTEM = "system"
 SIGNALS = "signals"
 REGIMES = "regimes"
 
-DAILY_PERFORMANCE_DDL = """
+# Money is exchanged with polars as DECIMAL(38, 8) (its arithmetic's width) and stored as the source's type.
+_POLARS_MONEY = pl.Decimal(38, 8)
+# Fill money travels into `closed_trades` (which sums in float64) as whole units of 10^-8, the source's scale:
+# float64 holds whole numbers exactly up to 2^53, so a trade's sums are exact while under ~90 million.
+_UNITS_PER_MONEY = 100_000_000
+
+DAILY_PERFORMANCE_DDL = f"""
 CREATE OR REPLACE TABLE daily_performance (
     date DATE PRIMARY KEY,
-    equity DOUBLE NOT NULL,
+    equity {MONEY} NOT NULL,
     "return" DOUBLE NOT NULL,
     cumulative_return DOUBLE NOT NULL,
     drawdown DOUBLE NOT NULL,
     trades_closed BIGINT NOT NULL,
-    trade_pnl DOUBLE NOT NULL,
-    trade_fees DOUBLE NOT NULL,
+    trade_pnl {MONEY} NOT NULL,
+    trade_fees {MONEY} NOT NULL,
     as_of TIMESTAMPTZ NOT NULL
 )
 """
 
-PERFORMANCE_SUMMARY_DDL = """
+PERFORMANCE_SUMMARY_DDL = f"""
 CREATE OR REPLACE TABLE performance_summary (
     sharpe_ratio DOUBLE,
     sortino_ratio DOUBLE,
@@ -51,21 +59,21 @@ CREATE OR REPLACE TABLE performance_summary (
     total_trades BIGINT NOT NULL,
     profit_factor DOUBLE,
     annualization INTEGER NOT NULL,
-    initial_capital DOUBLE,
+    initial_capital {MONEY},
     first_day DATE,
     last_day DATE,
     as_of TIMESTAMPTZ NOT NULL
 )
 """
 
-CLOSED_TRADES_DDL = """
+CLOSED_TRADES_DDL = f"""
 CREATE OR REPLACE TABLE closed_trades (
     symbol VARCHAR NOT NULL,
     opened_at TIMESTAMPTZ NOT NULL,
     closed_at TIMESTAMPTZ NOT NULL,
     duration_seconds DOUBLE NOT NULL,
-    pnl DOUBLE NOT NULL,
-    fees DOUBLE NOT NULL,
+    pnl {MONEY} NOT NULL,
+    fees {MONEY} NOT NULL,
     signal_type VARCHAR NOT NULL,
     n_fills BIGINT NOT NULL
 )
@@ -105,7 +113,7 @@ CREATE OR REPLACE TABLE signal_ic_periods (
 )
 """
 
-SIGNAL_IC_DDL = """
+SIGNAL_IC_DDL = f"""
 CREATE OR REPLACE TABLE signal_ic (
     signal_type VARCHAR NOT NULL,
     date DATE NOT NULL,
@@ -113,12 +121,12 @@ CREATE OR REPLACE TABLE signal_ic (
     n_periods BIGINT NOT NULL,
     trades_closed BIGINT NOT NULL,
     win_rate DOUBLE,
-    pnl_contribution DOUBLE NOT NULL,
+    pnl_contribution {MONEY} NOT NULL,
     as_of TIMESTAMPTZ NOT NULL
 )
 """
 
-SIGNAL_SUMMARY_DDL = """
+SIGNAL_SUMMARY_DDL = f"""
 CREATE OR REPLACE TABLE signal_summary (
     signal_type VARCHAR NOT NULL,
     ic_mean DOUBLE,
@@ -128,7 +136,7 @@ CREATE OR REPLACE TABLE signal_summary (
     n_periods BIGINT NOT NULL,
     trades_closed BIGINT NOT NULL,
     win_rate DOUBLE,
-    pnl_contribution DOUBLE NOT NULL,
+    pnl_contribution {MONEY} NOT NULL,
     as_of TIMESTAMPTZ NOT NULL
 )
 """
@@ -175,20 +183,42 @@ def load_fills(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     ).pl()
 
 
+def _money_from_units(column: str) -> pl.Expr:
+    unit = pl.lit(Decimal(1) / _UNITS_PER_MONEY, dtype=_POLARS_MONEY)
+    return (pl.col(column).round(0).cast(pl.Int64).cast(pl.Decimal(38, 0)) * unit).cast(_POLARS_MONEY)
+
+
 def load_closed_trades(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
-    """Closed trades from the synced fills (`analytics.trades.closed_trades`)."""
+    """Closed trades from the synced fills (`analytics.trades.closed_trades`), `pnl` and `fees` exact decimals."""
     # Only the columns a closed trade is made of, in `load_fills`' order: fetching ten million order ids and
     # prices that nothing reads was a fifth of the load.
-    return closed_trades(
+    trades = closed_trades(
         conn.sql(
-            "SELECT id, timestamp, symbol, side, quantity, fee::DOUBLE AS fee, signal_type,"
-            " realized_pnl::DOUBLE AS realized_pnl FROM fills ORDER BY timestamp, id"
+            f"SELECT id, timestamp, symbol, side, quantity, CAST(fee * {_UNITS_PER_MONEY} AS BIGINT) AS fee,"
+            f" signal_type, CAST(realized_pnl * {_UNITS_PER_MONEY} AS BIGINT) AS realized_pnl"
+            " FROM fills ORDER BY timestamp, id"
         ).pl()
     )
+    return trades.with_columns(_money_from_units("pnl"), _money_from_units("fees"))
+
+
+def daily_closing_equity(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """`date, equity`: each UTC day's last equity snapshot as the exact decimal recorded (the value
+    `analytics.returns.daily_equity` picks; snapshot timestamps are unique, the table's key)."""
+    return conn.sql(
+        "SELECT (timestamp AT TIME ZONE 'UTC')::DATE AS date, arg_max(total_value, timestamp) AS equity"
+        " FROM equity GROUP BY ALL ORDER BY date"
+    ).pl()
+
+
+def initial_capital_exact(conn: duckdb.DuckDBPyConnection) -> Decimal | None:
+    """E_0 as recorded: the first equity snapshot's exact total value, or None before any."""
+    value = scalar(conn, "SELECT total_value FROM equity ORDER BY timestamp LIMIT 1")
+    return value if isinstance(value, Decimal) else None
 
 
 def initial_capital(equity: pl.DataFrame) -> float | None:
-    """E_0: the first equity value recorded (CONTRACT §5), or None before any."""
+    """E_0: the first equity value recorded (docs/metrics.md), or None before any."""
     return None if equity.height == 0 else float(equity.get_column("total_value")[0])
 
 
@@ -205,6 +235,7 @@ def daily_performance_frame(equity: pl.DataFrame, trades: pl.DataFrame) -> pl.Da
         pl.col("pnl").sum().alias("trade_pnl"),
         pl.col("fees").sum().alias("trade_fees"),
     )
+    zero = pl.lit(0, dtype=trades.schema["pnl"])
     return (
         daily.with_columns(
             (pl.col("equity") / capital - 1.0).alias("cumulative_return"),
@@ -213,8 +244,8 @@ def daily_performance_frame(equity: pl.DataFrame, trades: pl.DataFrame) -> pl.Da
         .join(per_day, on="date", how="left")
         .with_columns(
             pl.col("trades_closed").fill_null(0),
-            pl.col("trade_pnl").fill_null(0.0),
-            pl.col("trade_fees").fill_null(0.0),
+            pl.col("trade_pnl").fill_null(zero),
+            pl.col("trade_fees").fill_null(zero),
         )
         .sort("date")
     )
@@ -238,7 +269,9 @@ def build_performance(
     returns = daily.select("date", "return") if daily.height else pl.DataFrame(schema={"return": pl.Float64})
     summary = performance_summary(daily=returns, trades=trades, annualization=annualization)
     day_frame = (
-        daily.select(
+        daily.drop("equity")
+        .join(daily_closing_equity(conn).with_columns(pl.col("equity").cast(_POLARS_MONEY)), on="date")
+        .select(
             "date",
             "equity",
             "return",
@@ -247,7 +280,8 @@ def build_performance(
             "trades_closed",
             "trade_pnl",
             "trade_fees",
-        ).with_columns(pl.lit(as_of).alias("as_of"))
+        )
+        .with_columns(pl.lit(as_of).alias("as_of"))
         if daily.height
         else pl.DataFrame()
     )
@@ -258,7 +292,7 @@ def build_performance(
                 **{k: figures[k] for k in figures if k not in ("total_trades", "annualization")},
                 "total_trades": summary.total_trades,
                 "annualization": summary.annualization,
-                "initial_capital": initial_capital(equity),
+                "initial_capital": initial_capital_exact(conn),
                 "first_day": daily.get_column("date").min() if daily.height else None,
                 "last_day": daily.get_column("date").max() if daily.height else None,
                 "as_of": as_of,
@@ -275,7 +309,7 @@ def build_performance(
             "profit_factor": pl.Float64,
             "total_trades": pl.Int64,
             "annualization": pl.Int32,
-            "initial_capital": pl.Float64,
+            "initial_capital": _POLARS_MONEY,
             "first_day": pl.Date,
             "last_day": pl.Date,
             "as_of": pl.Datetime("us", "UTC"),
@@ -392,13 +426,14 @@ def signal_ic_frames(
             pl.col("pnl").sum().alias("pnl_contribution"),
         )
     )
+    zero = pl.lit(0, dtype=trades.schema["pnl"])
     daily = (
         per_day_ic.with_columns(pl.col("n_periods").cast(pl.Int64))
         .join(per_day_trades, on=["signal_type", "date"], how="full", coalesce=True)
         .with_columns(
             pl.col("n_periods").fill_null(0),
             pl.col("trades_closed").fill_null(0),
-            pl.col("pnl_contribution").fill_null(0.0),
+            pl.col("pnl_contribution").fill_null(zero),
         )
         .select(
             "signal_type", "date", "ic_mean", "n_periods", "trades_closed", "win_rate", "pnl_contribution"
@@ -437,7 +472,7 @@ def signal_ic_frames(
         .with_columns(
             pl.col("n_periods").fill_null(0),
             pl.col("trades_closed").fill_null(0),
-            pl.col("pnl_contribution").fill_null(0.0),
+            pl.col("pnl_contribution").fill_null(zero),
         )
         .sort("signal_type")
     )

@@ -4,6 +4,9 @@ DuckDB lets one process write a file or many processes read it, never both at on
 staging file under an exclusive lock and then publish it: copy it beside `analytics.duckdb` and atomically rename
 it over the old one. A reader keeps the snapshot it opened (the old inode) and sees new data when it reconnects; no
 reader ever blocks a flow, and no flow ever blocks a reader.
+
+Flows that start together share one sync: `Warehouse.sync` skips the copy when another completed moments ago
+(`sync_log`), deciding under the same lock, so two flows on the same schedule read PostgreSQL once.
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import duckdb
+
+from analytics.catalog import apply_comments
 
 if TYPE_CHECKING:
     from adbc_driver_postgresql.dbapi import Connection as PostgresConnection
@@ -56,7 +61,7 @@ class SyncedTable:
 
 
 _TS = "TIMESTAMPTZ"
-_MONEY = "DECIMAL(24, 8)"
+MONEY = "DECIMAL(24, 8)"
 _LATE_COMMITS = timedelta(minutes=5)
 
 SYNCED_TABLES: tuple[SyncedTable, ...] = (
@@ -119,17 +124,17 @@ SYNCED_TABLES: tuple[SyncedTable, ...] = (
             ("symbol", "VARCHAR"),
             ("side", "VARCHAR"),
             ("quantity", "INTEGER"),
-            ("price", _MONEY),
-            ("fee", _MONEY),
+            ("price", MONEY),
+            ("fee", MONEY),
             ("signal_type", "VARCHAR"),
-            ("realized_pnl", _MONEY),
+            ("realized_pnl", MONEY),
         ),
         key=("id",),
         watermark="timestamp",
     ),
     SyncedTable(
         name="equity",
-        columns=(("timestamp", _TS), ("total_value", _MONEY), ("cash", _MONEY), ("high_water_mark", _MONEY)),
+        columns=(("timestamp", _TS), ("total_value", MONEY), ("cash", MONEY), ("high_water_mark", MONEY)),
         key=("timestamp",),
         watermark="timestamp",
     ),
@@ -195,8 +200,8 @@ SYNCED_TABLES: tuple[SyncedTable, ...] = (
         columns=(
             ("symbol", "VARCHAR"),
             ("quantity", "INTEGER"),
-            ("avg_price", _MONEY),
-            ("realized_pnl", _MONEY),
+            ("avg_price", MONEY),
+            ("realized_pnl", MONEY),
             ("updated_at", _TS),
         ),
         key=("symbol",),
@@ -212,6 +217,15 @@ CREATE TABLE IF NOT EXISTS sync_state (
     rows_total BIGINT NOT NULL,
     rows_added BIGINT NOT NULL,
     synced_at TIMESTAMPTZ NOT NULL
+)
+"""
+
+_SYNC_LOG_DDL = """
+CREATE TABLE IF NOT EXISTS sync_log (
+    synced_at TIMESTAMPTZ NOT NULL,
+    seconds DOUBLE NOT NULL,
+    rows_added BIGINT NOT NULL,
+    full_resync BOOLEAN NOT NULL
 )
 """
 
@@ -244,6 +258,7 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     for table in SYNCED_TABLES:
         conn.execute(_table_ddl(table))
     conn.execute(_SYNC_STATE_DDL)
+    conn.execute(_SYNC_LOG_DDL)
     conn.execute(_ROLLUP_RUNS_DDL)
 
 
@@ -267,7 +282,7 @@ def adbc_uri(database_url: str) -> str:
 def _select_sql(table: SyncedTable, *, since: datetime | None) -> tuple[str, tuple[str, ...]]:
     # numeric travels as text: Arrow has no lossless numeric(24, 8) from libpq, DuckDB parses it exactly.
     parts = [
-        f"{_quote(name)}::text AS {_quote(name)}" if kind == _MONEY else _quote(name)
+        f"{_quote(name)}::text AS {_quote(name)}" if kind == MONEY else _quote(name)
         for name, kind in table.columns
     ]
     sql = f"SELECT {', '.join(parts)} FROM {_quote(table.name)}"
@@ -337,6 +352,7 @@ def sync_from_postgres(
     """
     import adbc_driver_postgresql.dbapi as pg_dbapi
 
+    started = time.monotonic()
     ensure_schema(conn)
     added: dict[str, int] = {}
     # Every reader orders explicitly, so DuckDB's threads may append row groups as they finish: a third less CPU
@@ -348,7 +364,29 @@ def sync_from_postgres(
     finally:
         conn.execute("RESET preserve_insertion_order")
     _record_sync_state(conn, tables, added)
+    conn.execute(
+        "INSERT INTO sync_log VALUES (?, ?, ?, ?)",
+        [datetime.now(UTC), time.monotonic() - started, sum(added.values()), full],
+    )
     return added
+
+
+def last_sync_at(conn: duckdb.DuckDBPyConnection) -> datetime | None:
+    """When the newest sync recorded in `sync_log` finished, or None if none has."""
+    value = scalar(conn, "SELECT max(synced_at) FROM sync_log")
+    return value if isinstance(value, datetime) else None
+
+
+@dataclass(frozen=True, slots=True)
+class SyncOutcome:
+    """What `Warehouse.sync` did: rows added per table, or nothing because it shared a sync that had just run."""
+
+    rows_added: dict[str, int] = field(default_factory=dict)
+    shared_with: datetime | None = None
+
+    @property
+    def performed(self) -> bool:
+        return self.shared_with is None
 
 
 def _copy_tables(
@@ -448,22 +486,65 @@ class Warehouse:
             finally:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
+    def _open_staging(self) -> duckdb.DuckDBPyConnection:
+        """The staging file, with its schema; the caller holds the lock."""
+        if not self.staging_path.exists() and self.published_path.exists():
+            # A lost staging file is rebuilt from the last published copy rather than from scratch.
+            shutil.copyfile(self.published_path, self.staging_path)
+        conn = configure(duckdb.connect(str(self.staging_path)))
+        try:
+            ensure_schema(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    def _finish(conn: duckdb.DuckDBPyConnection) -> None:
+        # Rollups recreate their tables, which drops comments: every table leaves documented.
+        apply_comments(conn)
+        conn.execute("CHECKPOINT")
+
     @contextmanager
     def writer(self, *, publish: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
         """A connection to the staging file, alone among flows; on a clean exit the file is published."""
         with self._exclusive():
-            if not self.staging_path.exists() and self.published_path.exists():
-                # A lost staging file is rebuilt from the last published copy rather than from scratch.
-                shutil.copyfile(self.published_path, self.staging_path)
-            conn = configure(duckdb.connect(str(self.staging_path)))
+            conn = self._open_staging()
             try:
-                ensure_schema(conn)
                 yield conn
-                conn.execute("CHECKPOINT")
+                self._finish(conn)
             finally:
                 conn.close()
             if publish:
                 self._publish_locked()
+
+    def sync(
+        self, database_url: str, *, full: bool = False, shared_within: timedelta = timedelta(0)
+    ) -> SyncOutcome:
+        """Sync from PostgreSQL and publish, unless a sync finished less than `shared_within` ago: then share it.
+
+        The check and the sync happen under the writers' lock, so of flows that start together the first syncs
+        and the others, once they get the lock, find its fresh record and skip the copy and the publication.
+        A full re-read (`full=True`) is never skipped.
+        """
+        with self._exclusive():
+            conn = self._open_staging()
+            try:
+                last = last_sync_at(conn)
+                age = datetime.now(UTC) - last if last is not None else None
+                if (
+                    not full
+                    and age is not None
+                    and timedelta(0) <= age < shared_within
+                    and self.published_path.exists()
+                ):
+                    return SyncOutcome(shared_with=last)
+                added = sync_from_postgres(conn, database_url, full=full)
+                self._finish(conn)
+            finally:
+                conn.close()
+            self._publish_locked()
+        return SyncOutcome(rows_added=added)
 
     def publish(self) -> Path:
         """Atomically replace the analysts' file with the current staging file."""
@@ -474,6 +555,7 @@ class Warehouse:
         if not self.staging_path.exists():
             conn = configure(duckdb.connect(str(self.staging_path)))
             ensure_schema(conn)
+            self._finish(conn)
             conn.close()
         self.published_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.published_path.with_name(f".{PUBLISHED_NAME}.{os.getpid()}.tmp")

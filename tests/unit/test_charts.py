@@ -1,8 +1,9 @@
-"""Report charts are self-contained, well-formed SVG that show their data and escape every text (CONTRACT §7)."""
+"""Report charts are self-contained, well-formed SVG that show their data and escape every text (README, Reports)."""
 
 from __future__ import annotations
 
 import math
+import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, date, datetime, timedelta
 
@@ -147,3 +148,80 @@ def test_charts_need_no_network() -> None:
     for svg in svgs:
         assert "http" not in svg.replace('xmlns="http://www.w3.org/2000/svg"', "")
         assert "<script" not in svg
+
+
+def _time_ticks(root: ET.Element) -> list[str]:
+    return [t.text or "" for t in root.iter(f"{SVG}text") if t.get("class") == "time-tick"]
+
+
+@pytest.mark.parametrize(
+    ("span", "label"),
+    [
+        (timedelta(0), r"\d\d:\d\d"),  # one snapshot
+        (timedelta(seconds=10), r"\d\d:\d\d:\d\d"),
+        (timedelta(hours=5), r"\d\d:\d\d"),
+        (timedelta(hours=30), r"\d\d-\d\d \d\d:\d\d"),  # crosses midnight: the date too
+        (timedelta(days=3), r"\d{4}-\d\d-\d\d"),
+        (timedelta(days=400), r"\d{4}-\d\d-\d\d"),
+        (timedelta(days=3_000), r"\d{4}-\d\d-\d\d"),
+    ],
+    ids=["instant", "seconds", "hours", "over-midnight", "days", "a-year", "years"],
+)
+def test_time_ticks_are_distinct_and_formatted_by_span(span: timedelta, label: str) -> None:
+    start = T0 + timedelta(hours=20 if span == timedelta(hours=30) else 10, minutes=17)
+    x = [start + span * k / 10 for k in range(11)] if span else [start]
+
+    ticks = _time_ticks(_parse(line_chart_svg(x, {"equity": [100.0] * len(x)}, title="Equity")))
+
+    assert 2 <= len(ticks) <= 7, ticks
+    assert len(set(ticks)) == len(ticks), ticks
+    assert all(re.fullmatch(label, tick) for tick in ticks), ticks
+
+
+def test_a_single_day_is_drawn_as_a_dot_on_an_axis_around_that_day() -> None:
+    root = _parse(line_chart_svg([date(2024, 1, 5)], {"ic": [0.03]}, title="Daily IC"))
+
+    assert len(root.findall(f"{SVG}circle")) == 1
+    ticks = _time_ticks(root)
+    assert len(set(ticks)) == len(ticks) >= 2
+    assert "01-05 00:00" in ticks
+
+
+def test_value_ticks_of_a_narrow_range_are_distinct() -> None:
+    x = [T0 + timedelta(days=i) for i in range(3)]
+
+    root = _parse(line_chart_svg(x, {"ic": [0.0012, 0.0015, 0.0019]}, title="IC"))
+
+    ticks = [t.text or "" for t in root.iter(f"{SVG}text") if t.get("class") == "value-tick"]
+    assert len(ticks) >= 3
+    assert len(set(ticks)) == len(ticks), ticks
+
+
+def test_the_lowest_point_is_ringed_and_labelled_with_its_value() -> None:
+    x = [T0 + timedelta(hours=i) for i in range(5)]
+
+    root = _parse(
+        line_chart_svg(
+            x, {"drawdown": [0.0, -0.1, -0.4, -0.2, 0.0]}, title="Drawdown", mark_lowest=lambda v: f"{v}"
+        )
+    )
+
+    [ring] = [c for c in root.iter(f"{SVG}circle") if c.get("class") == "lowest"]
+    [label] = [t for t in root.iter(f"{SVG}text") if t.get("class") == "lowest"]
+    path = root.find(f"{SVG}path")
+    assert path is not None
+    points = [tuple(map(float, p[1:].split(","))) for p in path.get("d", "").split()]
+    assert (float(ring.get("cx", "nan")), float(ring.get("cy", "nan"))) == points[2]
+    assert label.text == "-0.4"
+
+
+def test_a_timeline_given_its_period_shows_a_band_that_starts_late_where_it_starts() -> None:
+    hours = [T0 + timedelta(hours=i) for i in range(5)]
+
+    root = _parse(
+        timeline_svg([(hours[2], hours[4], "crisis")], title="Regimes", start=hours[0], end=hours[4])
+    )
+
+    [band] = [r for r in root.findall(f"{SVG}rect") if r.get("data-label")]
+    assert float(band.get("x", "nan")) == pytest.approx(64 + (800 - 16 - 64) / 2, abs=0.1)
+    assert float(band.get("data-start", "nan")) == hours[2].timestamp()

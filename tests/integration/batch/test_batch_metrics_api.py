@@ -100,6 +100,10 @@ def test_the_endpoints_serve_the_rollups_with_the_contract_fields(
     assert performance["annualization"] == 252
     assert math.isfinite(performance["sharpe_ratio"])
     assert performance["max_drawdown"] >= 0
+    # Money the rollups keep as exact DECIMAL still answers as JSON numbers (docs/api.md), not strings.
+    assert type(performance["initial_capital"]) is float
+    assert performance["initial_capital"] == 100_000
+    assert all(type(s["pnl_contribution"]) is float for s in signals["signals"])
     assert signals["as_of"] == "2026-01-10T12:00:00Z"
     assert {s["signal_type"] for s in signals["signals"]} == {"momentum", "mean_reversion"}
     for row in signals["signals"]:

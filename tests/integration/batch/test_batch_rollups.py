@@ -38,7 +38,7 @@ def _rows(home: Path, sql: str) -> list[dict[str, Any]]:
 
 
 def _daily_returns(record: SystemOfRecord) -> pd.Series:
-    """CONTRACT §5, computed here from the rows the factory wrote."""
+    """docs/metrics.md, computed here from the rows the factory wrote."""
     last: dict[Any, Decimal] = {}
     for snapshot in sorted(record.equity, key=lambda s: s["timestamp"]):
         last[snapshot["timestamp"].astimezone(UTC).date()] = snapshot["total_value"]
@@ -117,7 +117,8 @@ def test_trade_statistics_equal_a_walk_through_the_fills(
     assert [(t["symbol"], t["opened_at"], t["closed_at"], t["signal_type"]) for t in table] == [
         (t["symbol"], t["opened_at"], t["closed_at"], t["signal_type"]) for t in expected
     ]
-    assert [t["pnl"] for t in table] == pytest.approx([float(t["pnl"]) for t in expected], abs=1e-6)
+    # Money is exact: the rollup's DECIMAL P&L equals the Decimal walk to the last digit.
+    assert [t["pnl"] for t in table] == [t["pnl"] for t in expected]
 
 
 def test_ic_per_timestamp_equals_alphalens(rolled_up: Path, system_of_record: SystemOfRecord) -> None:
@@ -161,7 +162,7 @@ def test_signal_summary_and_daily_rows_agree_with_their_definitions(
         assert row["ic_t_stat"] == pytest.approx(mean / (std / math.sqrt(len(ic))), rel=1e-9)
         opened = [t for t in trades if t["signal_type"] == signal_type]
         assert row["trades_closed"] == len(opened)
-        assert row["pnl_contribution"] == pytest.approx(sum(float(t["pnl"]) for t in opened), abs=1e-6)
+        assert row["pnl_contribution"] == sum((t["pnl"] for t in opened), Decimal(0))
         assert row["win_rate"] == pytest.approx(sum(t["pnl"] > 0 for t in opened) / len(opened))
 
     daily = _rows(rolled_up, "SELECT * FROM signal_ic ORDER BY signal_type, date")
@@ -170,9 +171,7 @@ def test_signal_summary_and_daily_rows_agree_with_their_definitions(
     }
     assert sum(r["n_periods"] for r in daily) == len(periods)
     assert sum(r["trades_closed"] for r in daily) == len(trades)
-    assert sum(r["pnl_contribution"] for r in daily) == pytest.approx(
-        sum(float(t["pnl"]) for t in trades), abs=1e-6
-    )
+    assert sum(r["pnl_contribution"] for r in daily) == sum((t["pnl"] for t in trades), Decimal(0))
 
 
 def test_system_metrics_count_orders_rejections_breakers_and_latency(
@@ -231,3 +230,37 @@ def test_rollups_on_an_empty_system_of_record_are_empty_not_errors(
     [system] = _rows(tradeos_home, "SELECT * FROM system_metrics")
     assert system["orders_submitted"] == 0
     assert system["rejection_rate"] is None
+
+
+MONEY_COLUMNS = {
+    "daily_performance": ("equity", "trade_pnl", "trade_fees"),
+    "performance_summary": ("initial_capital",),
+    "closed_trades": ("pnl", "fees"),
+    "signal_ic": ("pnl_contribution",),
+    "signal_summary": ("pnl_contribution",),
+}
+
+
+def test_money_in_the_rollups_is_exact_decimal(rolled_up: Path, system_of_record: SystemOfRecord) -> None:
+    types = {
+        (r["table_name"], r["column_name"]): r["data_type"]
+        for r in _rows(
+            rolled_up, "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE NOT internal"
+        )
+    }
+    for table, columns in MONEY_COLUMNS.items():
+        for column in columns:
+            assert types[(table, column)] == "DECIMAL(24,8)", (table, column)
+    assert types[("daily_performance", "return")] == "DOUBLE"  # ratios stay floating point
+
+    last: dict[Any, Decimal] = {}
+    for snapshot in sorted(system_of_record.equity, key=lambda s: s["timestamp"]):
+        last[snapshot["timestamp"].astimezone(UTC).date()] = snapshot["total_value"]
+    daily = _rows(
+        rolled_up, "SELECT date, equity, trade_pnl, trade_fees FROM daily_performance ORDER BY date"
+    )
+    assert {d["date"]: d["equity"] for d in daily} == last
+    trades = _closed_trades(system_of_record)
+    assert sum(d["trade_pnl"] for d in daily) == sum((t["pnl"] for t in trades), Decimal(0))
+    [summary] = _rows(rolled_up, "SELECT initial_capital FROM performance_summary")
+    assert summary["initial_capital"] == system_of_record.equity[0]["total_value"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,8 +15,8 @@ import psycopg
 import pytest
 from batch_records import START, SystemOfRecord, apply_schema, write_system_of_record
 
-from analytics.warehouse import SYNCED_TABLES, Warehouse, sync_from_postgres
-from flows.sync import sync
+from analytics.warehouse import SYNCED_TABLES, Warehouse, rollup_as_of, sync_from_postgres
+from flows.sync import shared_sync, sync
 
 COUNTED = ("bars", "signals", "orders", "fills", "equity", "risk_events", "regime_changes", "api_requests")
 
@@ -173,3 +175,95 @@ def test_a_read_only_connection_in_this_process_survives_a_sync(
 def test_sync_refuses_a_url_that_is_not_postgresql(tradeos_home: Path) -> None:
     with pytest.raises(ValueError, match="PostgreSQL"), Warehouse(tradeos_home).writer() as conn:
         sync_from_postgres(conn, "mysql://localhost/x")
+
+
+# ---- One sync per schedule round, and a documented file (issue 9, item 13) ----
+
+
+def _syncs_logged(home: Path) -> int:
+    with Warehouse(home).reader() as conn:
+        return int(conn.execute("SELECT count(*) FROM sync_log").fetchall()[0][0])
+
+
+@pytest.fixture
+def flow_env(monkeypatch: pytest.MonkeyPatch, tradeos_home: Path, loaded_database: str) -> None:
+    """What a served flow run gets from `tradeos up`: TRADEOS_HOME and the database URL."""
+    monkeypatch.setenv("TRADEOS_HOME", str(tradeos_home))
+    monkeypatch.setenv("TRADEOS_DATABASE_URL", loaded_database)
+
+
+@pytest.mark.usefixtures("prefect_harness", "flow_env")
+def test_the_rollup_and_ic_flows_of_one_round_sync_postgresql_once(
+    tradeos_home: Path, loaded_database: str
+) -> None:
+    from flows.metrics_rollup import metrics_rollup
+    from flows.signal_ic import signal_ic
+
+    rollup = metrics_rollup()
+    ic = signal_ic()
+
+    assert {t: rollup["synced"][t] for t in COUNTED} == _pg_counts(loaded_database)
+    assert ic["synced"] == {}  # it used the sync the rollup flow had just made
+    assert _syncs_logged(tradeos_home) == 1
+    with Warehouse(tradeos_home).reader() as conn:
+        assert rollup_as_of(conn, "performance") is not None
+        assert rollup_as_of(conn, "signals") is not None
+
+
+def test_flows_starting_together_share_one_sync_and_a_later_one_syncs_again(
+    loaded_database: str, tradeos_home: Path
+) -> None:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = list(
+            pool.map(
+                lambda _: shared_sync(tradeos_home, loaded_database, shared_within_seconds=60.0), range(2)
+            )
+        )
+
+    assert sorted(o.performed for o in outcomes) == [False, True]
+    [performed] = [o for o in outcomes if o.performed]
+    [shared] = [o for o in outcomes if not o.performed]
+    with Warehouse(tradeos_home).reader() as conn:
+        logged = conn.execute("SELECT synced_at, rows_added FROM sync_log").fetchall()
+    assert logged == [(shared.shared_with, sum(performed.rows_added.values()))]
+    assert _duck_counts(tradeos_home) == _pg_counts(loaded_database)
+
+    # Past the window (here: none) the next flow syncs itself; a full re-read is never shared.
+    assert shared_sync(tradeos_home, loaded_database, shared_within_seconds=0.0).performed
+    assert shared_sync(tradeos_home, loaded_database, full=True, shared_within_seconds=60.0).performed
+    assert _syncs_logged(tradeos_home) == 3
+    assert _duck_counts(tradeos_home) == _pg_counts(loaded_database)  # still idempotent
+
+
+def test_every_table_and_column_of_the_analysts_file_carries_a_comment(
+    loaded_database: str, tradeos_home: Path
+) -> None:
+    from analytics.regime_model import REGISTRY_DDL
+    from flows.metrics_rollup import rollup_metrics
+    from flows.signal_ic import rollup_signal_ic
+
+    as_of = datetime.now(UTC)
+    sync(tradeos_home, loaded_database)
+    rollup_metrics(tradeos_home, annualization=252, as_of=as_of)
+    rollup_signal_ic(tradeos_home, as_of=as_of)
+    with Warehouse(tradeos_home).writer() as conn:
+        conn.execute(REGISTRY_DDL)  # what a regime retraining adds
+
+    with Warehouse(tradeos_home).reader() as conn:
+        tables = dict(
+            conn.execute(
+                "SELECT table_name, comment FROM duckdb_tables() WHERE NOT internal AND schema_name = 'main'"
+            ).fetchall()
+        )
+        columns = conn.execute(
+            "SELECT table_name, column_name, comment FROM duckdb_columns()"
+            " WHERE NOT internal AND schema_name = 'main'"
+        ).fetchall()
+
+    documented = {"bars", "signals", "fills", "equity", "daily_performance", "signal_ic", "system_metrics"}
+    assert documented | {"regimes", "regime_models", "closed_trades", "sync_log"} <= set(tables)
+    assert [t for t, comment in tables.items() if not comment] == []
+    assert [(t, c) for t, c, comment in columns if not comment] == []
+    assert {c for t, c, _ in columns if t == "fills"} == {
+        "id", "order_id", "timestamp", "symbol", "side", "quantity", "price", "fee", "signal_type", "realized_pnl"
+    }  # fmt: skip
