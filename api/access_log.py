@@ -2,24 +2,47 @@
 logged and written to PostgreSQL's `api_requests` in batches off the request path (for /metrics/system).
 
 A request only appends a tuple; the log lines are written by the flush task, just before the rows (two logging
-handlers per request cost more than the `/portfolio` request itself)."""
+handlers per request cost more than the `/portfolio` request itself).
+
+Anyone, without a token, chooses the path recorded: it is made printable (control characters escaped) and bounded
+before it is kept, and a row PostgreSQL still refuses is isolated (the batch is halved until the row is alone),
+dropped, counted and logged once, so it never holds back the rows of other requests."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import psycopg
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.stores import Stores, StoreUnavailable
+from api.stores import Stores
 
 log = logging.getLogger("tradeos.api.access")
 
 AccessRecord = tuple[datetime, str, str, int, float]
+
+MAX_RECORDED_PATH = 512
+MAX_RECORDED_METHOD = 16
+# C0 controls, DEL and C1 controls: PostgreSQL refuses NUL in text, and the others forge or garble log lines.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, *, limit: int) -> str:
+    """`text` with control characters escaped (`\\x00`) and cut to `limit` characters, marked with `…` when cut."""
+    escaped = _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+    return escaped if len(escaped) <= limit else escaped[: limit - 1] + "…"
+
+
+def _refused_by_content(exc: Exception) -> bool:
+    """Errors about what a row holds (SQLSTATE classes 22 and 23): retrying the same row can never succeed."""
+    return isinstance(exc, psycopg.DataError | psycopg.IntegrityError)
 
 
 class AccessLogRecorder:
@@ -27,13 +50,21 @@ class AccessLogRecorder:
 
     def __init__(self, *, flush_interval: float = 1.0, max_buffered: int = 50_000) -> None:
         self._flush_interval = flush_interval
+        self.rows_refused = 0
         self._buffer: deque[AccessRecord] = deque(maxlen=max_buffered)
         self._unlogged: deque[AccessRecord] = deque(maxlen=max_buffered)
         self._stores: Stores | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def record(self, *, method: str, path: str, status: int, latency_ms: float) -> None:
-        record = (datetime.now(UTC), method, path, status, latency_ms)
+        record = (
+            datetime.now(UTC),
+            printable(method, limit=MAX_RECORDED_METHOD),
+            printable(path, limit=MAX_RECORDED_PATH),
+            status,
+            latency_ms,
+        )
         self._buffer.append(record)
         self._unlogged.append(record)
 
@@ -52,34 +83,70 @@ class AccessLogRecorder:
         self._task = asyncio.create_task(self._flush_forever(), name="tradeos-access-log")
 
     async def stop(self) -> None:
+        """Stops the flush task and writes what is left; never raises (a failure here would fail the shutdown)."""
+        # Not cancelled: a flush cut short would lose the batch it holds. The task ends after its current flush.
+        self._stopping.set()
         if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        with contextlib.suppress(StoreUnavailable):
+            await self._task
+        try:
             await self.flush()
+        except Exception as exc:
+            log.error("access log: %d request records lost at shutdown (%s)", len(self._buffer), exc)
+            self._buffer.clear()
 
     async def flush(self) -> None:
-        """Writes what is buffered; on failure the records go back to the buffer for the next attempt."""
+        """Writes what is buffered. Rows PostgreSQL refuses for their content are dropped and counted; on any other
+        failure (PostgreSQL unreachable) the rest go back to the buffer for the next attempt."""
         self.write_log()
         if not self._buffer or self._stores is None:
             return
         batch = [self._buffer.popleft() for _ in range(len(self._buffer))]
+        unwritten: list[AccessRecord] = []
         try:
-            async with self._stores.postgres() as conn:
-                cursor = conn.cursor()
-                async with cursor.copy(
-                    "COPY api_requests (timestamp, method, path, status, latency_ms) FROM STDIN"
-                ) as copy:
-                    for row in batch:
-                        await copy.write_row(row)
+            await self._write_isolating_refused(batch, unwritten)
         except Exception:
-            self._buffer.extendleft(reversed(batch))
+            self._buffer.extendleft(reversed(unwritten))
             raise
 
+    async def _write_isolating_refused(
+        self, batch: list[AccessRecord], unwritten: list[AccessRecord]
+    ) -> None:
+        """Writes `batch`, halving a part PostgreSQL refuses until the refused rows are alone; `unwritten` ends up
+        holding, in order, the rows not yet written when something other than a row's content failed."""
+        pending: list[Sequence[AccessRecord]] = [batch]
+        while pending:
+            part = pending.pop()
+            try:
+                await self._copy(part)
+            except Exception as exc:
+                if not _refused_by_content(exc):
+                    unwritten.extend(part)
+                    for rest in reversed(pending):
+                        unwritten.extend(rest)
+                    raise
+                if len(part) == 1:
+                    self.rows_refused += 1
+                    log.warning("access log: PostgreSQL refused the record %r (%s); dropped", part[0], exc)
+                    continue
+                middle = len(part) // 2
+                pending += [part[middle:], part[:middle]]  # the first half is written first
+
+    async def _copy(self, rows: Sequence[AccessRecord]) -> None:
+        assert self._stores is not None
+        async with self._stores.postgres() as conn:
+            cursor = conn.cursor()
+            async with cursor.copy(
+                "COPY api_requests (timestamp, method, path, status, latency_ms) FROM STDIN"
+            ) as copy:
+                for row in rows:
+                    await copy.write_row(row)
+
     async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._flush_interval)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._flush_interval)
+            if self._stopping.is_set():
+                return
             try:
                 await self.flush()
             except Exception as exc:

@@ -11,8 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+import psycopg
 
 from api.reads import decode_json, heartbeat_ages, is_fresh
 from api.schemas import ProfileResponse, TradingStatus
@@ -21,6 +25,8 @@ from live.domain import TradingState
 from live.stores import redis_keys
 
 ACK_TIMEOUT_SECONDS = 2.0
+# pg_advisory_lock key serialising profile switches across API processes (any constant unique in the database).
+PROFILE_LOCK = 0x54524144454F_5066
 _STATE_OF_ACTION = {
     "halt": TradingState.HALTED,
     "resume": TradingState.ACTIVE,
@@ -56,6 +62,14 @@ class _RedisState:
     @property
     def halted(self) -> bool:
         return self.kill_switch or (self.state or {}).get("state") == TradingState.HALTED
+
+
+@dataclass(frozen=True, slots=True)
+class _SentCommand:
+    command: str
+    command_id: str
+    engine_alive: bool
+    listeners: int
 
 
 def _text(value: bytes | str) -> str:
@@ -189,17 +203,60 @@ class TradingControl:
         return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
 
     async def set_profile(self, *, actor: str, profile: str, reason: str) -> ProfileResponse:
-        """Recorded, stored as the active profile, engine told."""
-        async with redis_errors():
-            current = await self._stores.redis.get(redis_keys.PROFILE)
-        if current is None or _text(current) != profile:
-            await self._record(
-                action="profile", actor=actor, reason=reason, value=profile, at=datetime.now(UTC)
-            )
+        """Recorded (when it changes the profile in force), stored as the active profile, engine told.
+
+        Switches are applied one at a time, across API processes (a PostgreSQL advisory lock): the check against
+        the profile in force, the record, the Redis key and the command to the engine happen in one turn, so
+        concurrent switches are each recorded once and the engine applies them in the order recorded. Only the
+        wait for the engine's acknowledgement is outside the turn."""
+        async with self._profile_turn() as conn:
+            async with redis_errors():  # Redis first: a switch that cannot be applied is not recorded either
+                current = await self._stores.redis.get(redis_keys.PROFILE)
+            if profile != await self._profile_in_force(conn, redis_profile=current):
+                await self._record(
+                    action="profile",
+                    actor=actor,
+                    reason=reason,
+                    value=profile,
+                    at=datetime.now(UTC),
+                    conn=conn,
+                )
             async with redis_errors():
                 await self._stores.redis.set(redis_keys.PROFILE, profile)
-        acknowledged = await self._command("profile", actor=actor, reason=reason, value=profile)
+            sent = await self._publish("profile", actor=actor, reason=reason, value=profile)
+        acknowledged = await self._acknowledged(sent)
         return ProfileResponse.model_validate({"profile": profile, "engine_acknowledged": acknowledged})
+
+    @asynccontextmanager
+    async def _profile_turn(self) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A connection holding the profile lock; released on exit (and by PostgreSQL if the connection dies)."""
+        async with self._stores.postgres() as conn:
+            await conn.execute("SELECT pg_advisory_lock(%s)", (PROFILE_LOCK,))
+            try:
+                yield conn
+            finally:
+                # A connection back in the pool still holding the lock would block every later switch: if it
+                # cannot be unlocked, it is closed, and PostgreSQL releases the lock with the session.
+                try:
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (PROFILE_LOCK,))
+                except psycopg.Error:
+                    await conn.close()
+                except asyncio.CancelledError:
+                    await conn.close()
+                    raise
+
+    async def _profile_in_force(
+        self, conn: psycopg.AsyncConnection, *, redis_profile: bytes | str | None
+    ) -> str:
+        """The last profile on record (what the engine restores at start-up); before any, the engine's own."""
+        row = await (
+            await conn.execute(
+                "SELECT value FROM control_actions WHERE action = 'profile' ORDER BY id DESC LIMIT 1"
+            )
+        ).fetchone()
+        if row is not None:
+            return str(row[0])
+        return _text(redis_profile) if redis_profile is not None else self._default_profile
 
     async def _redis_state(self) -> _RedisState:
         async with redis_errors():
@@ -210,12 +267,22 @@ class TradingControl:
     def _state_json(state: str, since: datetime, reason: str, actor: str) -> str:
         return json.dumps({"state": state, "since": _iso(since), "reason": reason, "actor": actor})
 
-    async def _record(self, *, action: str, actor: str, reason: str, at: datetime, value: str = "") -> None:
-        async with self._stores.postgres() as conn:
-            await conn.execute(
-                "INSERT INTO control_actions (timestamp, action, actor, reason, value) VALUES (%s, %s, %s, %s, %s)",
-                (at, action, actor, reason, value),
-            )
+    async def _record(
+        self,
+        *,
+        action: str,
+        actor: str,
+        reason: str,
+        at: datetime,
+        value: str = "",
+        conn: psycopg.AsyncConnection | None = None,
+    ) -> None:
+        statement = "INSERT INTO control_actions (timestamp, action, actor, reason, value) VALUES (%s, %s, %s, %s, %s)"
+        if conn is not None:
+            await conn.execute(statement, (at, action, actor, reason, value))
+            return
+        async with self._stores.postgres() as own:
+            await own.execute(statement, (at, action, actor, reason, value))
 
     async def _recorded_profile(self) -> str:
         try:
@@ -234,22 +301,35 @@ class TradingControl:
 
     async def _command(self, command: str, *, actor: str, reason: str, value: str = "") -> bool:
         """Publishes the command; with an engine running, waits for its reply. False: no engine to tell."""
+        return await self._acknowledged(await self._publish(command, actor=actor, reason=reason, value=value))
+
+    async def _publish(self, command: str, *, actor: str, reason: str, value: str = "") -> _SentCommand:
+        """Publishes the command to the engine (whose subscription receives commands in publish order)."""
         alive = await self._engine_alive()
         command_id = uuid.uuid4().hex
         message = json.dumps(
             {"id": command_id, "command": command, "actor": actor, "reason": reason, "value": value}
         )
-        redis = self._stores.redis
         async with redis_errors():
-            listeners = await redis.publish(redis_keys.control_channel(self._stores.redis_db), message)
-            if not alive:
-                return False
-            if listeners == 0:
-                raise EngineTimeout(
-                    f"the engine is running but not listening for commands; the {command} is stored and "
-                    "applies when it next reads its state"
-                )
-            reply = await redis.blpop([redis_keys.control_ack_key(command_id)], timeout=ACK_TIMEOUT_SECONDS)
+            listeners = await self._stores.redis.publish(
+                redis_keys.control_channel(self._stores.redis_db), message
+            )
+        return _SentCommand(command=command, command_id=command_id, engine_alive=alive, listeners=listeners)
+
+    async def _acknowledged(self, sent: _SentCommand) -> bool:
+        """With an engine running, waits for its reply to `sent`. False: no engine to tell."""
+        command = sent.command
+        if not sent.engine_alive:
+            return False
+        if sent.listeners == 0:
+            raise EngineTimeout(
+                f"the engine is running but not listening for commands; the {command} is stored and "
+                "applies when it next reads its state"
+            )
+        async with redis_errors():
+            reply = await self._stores.redis.blpop(
+                [redis_keys.control_ack_key(sent.command_id)], timeout=ACK_TIMEOUT_SECONDS
+            )
         if reply is None:
             raise EngineTimeout(
                 f"the engine did not confirm the {command} within {ACK_TIMEOUT_SECONDS:g} s; it is stored "

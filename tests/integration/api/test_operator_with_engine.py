@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -137,6 +138,48 @@ async def test_a_profile_switch_is_applied_by_the_engine_and_recorded(
     assert response.json() == {"profile": "conservative", "engine_acknowledged": True}
     assert (await client.get("/trading/status")).json()["profile"] == "conservative"
     assert ("profile", "conservative") in pg.execute("SELECT action, value FROM control_actions").fetchall()
+
+
+def _profiles_applied_by_the_engine(engine: Service) -> list[str]:
+    """The engine's profile after each profile command it applied, in the order it applied them (from its log)."""
+    return re.findall(r"command profile from \S+ applied: .*?'profile': '(\w+)'", engine.output)
+
+
+def _without_repeats(profiles: list[str], *, start: str) -> list[str]:
+    changes: list[str] = []
+    for profile in profiles:
+        if profile != (changes[-1] if changes else start):
+            changes.append(profile)
+    return changes
+
+
+async def test_concurrent_profile_switches_are_each_recorded_once_in_the_order_the_engine_applied_them(
+    engine: Service, client: httpx.AsyncClient, pg: psycopg.Connection, rds: redis.Redis
+) -> None:
+    await eventually(lambda: _committed_clock(pg), within=60)
+    profiles = ["conservative", "balanced", "aggressive"]
+    asked = [profiles[n % 3] if n % 4 else profiles[(n + 1) % 3] for n in range(30)]
+
+    responses = await asyncio.gather(*(client.post("/profile", json={"profile": p}) for p in asked))
+
+    assert [r.status_code for r in responses] == [200] * 30, [
+        r.text for r in responses if r.status_code != 200
+    ]
+    assert all(r.json()["engine_acknowledged"] for r in responses)
+    recorded = [
+        row[0] for row in pg.execute("SELECT value FROM control_actions WHERE action = 'profile' ORDER BY id")
+    ]
+    repeats = [n for n in range(1, len(recorded)) if recorded[n] == recorded[n - 1]]
+    assert repeats == [], f"{len(repeats)} of {len(recorded)} records repeat the one before: {recorded}"
+    applied = await eventually(lambda: len(found := _profiles_applied_by_the_engine(engine)) >= 30 and found)
+    assert len(applied) == 30
+    # The engine started aggressive (ENGINE); the record is exactly the switches it made, in its order.
+    assert recorded == _without_repeats(applied, start="aggressive")
+    # The record replays to the state: its last profile is the one in force everywhere.
+    in_force = recorded[-1] if recorded else "aggressive"
+    assert applied[-1] == in_force
+    await eventually(lambda: rds.get(redis_keys.PROFILE) == in_force.encode())
+    assert (await client.get("/trading/status")).json()["profile"] == in_force
 
 
 @pytest.mark.usefixtures("engine")
