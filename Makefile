@@ -33,6 +33,10 @@ lint: install-test
 
 test: install-test
 	bash tests/ensure_services.sh
+	@# The /docs browser tests drive Debian's chromium (Playwright downloads no browser of its own).
+	@command -v chromium >/dev/null || { if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else echo "chromium is missing and this is not root: 'sudo apt-get install -y chromium' (the browser tests skip)"; fi; }
 	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest -q -m "not faults" $(PYTEST_ARGS)
 	$(BIN)/python -m pytest -q -m faults $(PYTEST_ARGS)

@@ -1,7 +1,8 @@
-"""Bearer-token auth shared by both APIs (CONTRACT.md §3): constant-time, and the token never reaches a log.
+"""Bearer-token auth shared by both APIs (docs/api.md): constant-time, and the token never reaches a log.
 
 An app that uses `require_token` keeps its `Settings` in `app.state.settings`; with no `tool_token` set,
-everything is open.
+everything is open. A browser that signed in with the token (`api.browser_session`) is accepted by its session
+cookie, with a CSRF header on every state-changing request.
 """
 
 from __future__ import annotations
@@ -9,12 +10,21 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+import time
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, WebSocket, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from live.settings import Settings
+from api.browser_session import (
+    CSRF_HEADER,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    LoginRequired,
+    csrf_valid,
+    session_valid,
+    wants_login_page,
+)
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <TRADEOS_TOOL_TOKEN>`")
 _TOKEN_IN_TEXT = re.compile(r"(token=)[^&\s\"']+", re.IGNORECASE)
@@ -37,15 +47,36 @@ def _bearer_token(authorization: str | None) -> str | None:
 async def require_token(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> None:
-    """Dependency for every HTTP route: 401 with `WWW-Authenticate: Bearer` unless the bearer token matches."""
-    settings: Settings = request.app.state.settings
-    presented = credentials.credentials if credentials else None
-    if not token_matches(settings.tool_token, presented):
+    """Dependency for every HTTP route: 401 with `WWW-Authenticate: Bearer` unless the bearer token matches or
+    the request carries a valid browser session; a session's POST/PUT/DELETE also needs its CSRF header (403)."""
+    expected = request.app.state.settings.tool_token
+    if expected is None:
+        return
+    # An Authorization header is judged alone: a wrong one is refused even beside a valid session cookie.
+    if "authorization" in request.headers:
+        if token_matches(expected, credentials.credentials if credentials else None):
+            return
+        raise _unauthorized(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie is None or not session_valid(expected, cookie, now=time.time()):
+        raise _unauthorized(request)
+    if request.method in SAFE_METHODS:
+        return
+    if not csrf_valid(expected, cookie, request.headers.get(CSRF_HEADER)):
         raise HTTPException(
-            status_code=status.HTTP_401_UNAUTHORIZED,
-            detail="missing or invalid bearer token",
-            headers={"WWW-Authenticate": "Bearer"},
+            status_code=status.HTTP_403_FORBIDDEN,
+            detail=f"a request signed in by session cookie must carry the page's {CSRF_HEADER} header",
         )
+
+
+def _unauthorized(request: Request) -> HTTPException:
+    if wants_login_page(request):
+        return LoginRequired(next_path=request.url.path)
+    return HTTPException(
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        detail="missing or invalid bearer token",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 def websocket_authorized(websocket: WebSocket, expected: str | None) -> bool:
