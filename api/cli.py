@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
+import json
 import logging
+import logging.handlers
 import os
 import signal
 import socket
@@ -22,16 +25,30 @@ from live.settings import PROFILE_NAMES, Settings, SettingsError, load_settings
 
 log = logging.getLogger("tradeos")
 EXIT_BAD_CONFIG = 2
+PRIVATE_UMASK = 0o077
 
 
 class StartupError(Exception):
     """A bad value stops start-up: one clear line naming the variable or flag, exit code 2."""
 
 
+# Internal: `tradeos up` starts its APIs' process with it. Not an argparse subcommand, so no help, usage line or
+# error message offers it to users.
+SERVE_APIS = "serve-apis"
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("tradeos")
+    except importlib.metadata.PackageNotFoundError:  # a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tradeos", description="TRADEOS: an operating system for automated trading"
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser(
         "up", help="live engine + REST/WS API + Metrics API + scheduled flows, in the foreground"
@@ -52,7 +69,6 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--profile", type=str, default=None, choices=PROFILE_NAMES)
     up.add_argument("--no-flows", action="store_true", help="do not serve the Prefect flows")
     up.add_argument("--no-api", action="store_true", help="engine only (no HTTP servers)")
-    sub.add_parser("serve-apis", help=argparse.SUPPRESS)
     for module in ("api.cli_flows", "api.cli_operator"):
         with contextlib.suppress(ImportError):
             __import__(module, fromlist=["register"]).register(sub)
@@ -61,9 +77,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `tradeos` console script."""
-    os.environ.setdefault("DO_NOT_TRACK", "1")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    args = _parser().parse_args(argv)
+    # Everything TRADEOS and its child processes write (logs, DuckDB, reports, run files) holds the book: owner only.
+    os.umask(PRIVATE_UMASK)
+    argv = sys.argv[1:] if argv is None else argv
+    args = argparse.Namespace(command=SERVE_APIS) if argv == [SERVE_APIS] else _parser().parse_args(argv)
     try:
         settings = load_settings(
             api_port=getattr(args, "api_port", None),
@@ -80,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         except StartupError as exc:
             print(f"tradeos: {exc}", file=sys.stderr)
             return EXIT_BAD_CONFIG
-    if args.command == "serve-apis":
+    if args.command == SERVE_APIS:
         return serve_apis(settings)
     if args.command == "flows":
         from api import cli_flows
@@ -91,20 +108,72 @@ def main(argv: list[str] | None = None) -> int:
     return int(cli_operator.run(args, settings))
 
 
-def _configure_logging(settings: Settings) -> None:
+LOG_MAX_BYTES = 10 * 1024 * 1024  # per file; with LOG_BACKUPS, a process keeps at most 60 MiB of logs
+LOG_BACKUPS = 5
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line (`TRADEOS_LOG_FORMAT=json`): ts (ISO 8601 UTC), level, logger, message, and
+    exception (the formatted traceback) when there is one -- newlines escaped, so a line is always a record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        at = datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")
+        entry: dict[str, str] = {
+            "ts": at.replace("+00:00", "Z"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            entry["stack"] = self.formatStack(record.stack_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """Size-bounded and rotated (`name.1` .. `name.N`); each file created 0600 whatever the umask, as the log
+    holds the book (fills, positions, operators' reasons)."""
+
+    def _open(self) -> Any:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+
+def _configure_logging(settings: Settings, *, file_name: str = "tradeos.log") -> None:
+    """The console and `TRADEOS_HOME/logs/<file_name>`, as text or (TRADEOS_LOG_FORMAT=json) JSON lines. Each
+    process writes (and rotates) its own file: two processes rotating one file would lose lines."""
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fmt: logging.Formatter = (
+        JsonLogFormatter()
+        if settings.log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
     handlers: list[logging.Handler] = [
         logging.StreamHandler(),
-        logging.FileHandler(settings.logs_dir / "tradeos.log"),
+        PrivateRotatingFileHandler(
+            settings.logs_dir / file_name, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+        ),
     ]
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     for handler in handlers:
         handler.setFormatter(fmt)
         root.addHandler(handler)
+    # Python warnings go through the same handlers, so a JSON log has no stray plain-text lines.
+    logging.captureWarnings(True)
     for noisy in ("httpx", "uvicorn.access", "pgserver", "prefect"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _secure_home(settings: Settings) -> None:
+    """TRADEOS_HOME 0700 and its files 0600, also those an earlier version wrote more openly."""
+    from live.stores.embedded import EmbeddedError, secure_home
+
+    try:
+        secure_home(settings.home_dir)
+    except EmbeddedError as exc:
+        raise StartupError(f"TRADEOS_HOME: {exc}") from None
 
 
 def _check_port_free(host: str, port: int, name: str) -> None:
@@ -189,7 +258,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
     if not args.no_api:
         _check_port_free(settings.host, settings.api_port, "TRADEOS_API_PORT/--api-port")
         _check_port_free(settings.host, settings.metrics_port, "TRADEOS_METRICS_PORT/--metrics-port")
-    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    _secure_home(settings)
     feed = make_feed(args)
     _configure_logging(settings)
     # The control thread (operator commands, the kill-switch poll) must get the GIL promptly from a busy engine.
@@ -216,9 +285,10 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
         try:
             # The APIs run in their own process: the engine at --speed 0 holds the GIL nearly all the time.
             if not args.no_api:
-                children["apis"] = _start_child(resolved, ["serve-apis"], log_name=None)
+                children["apis"] = _start_child(resolved, [SERVE_APIS], log_name=None)
             if not args.no_flows:
                 children["flows"] = _start_child(resolved, ["_serve-flows"], log_name="flows.log")
+                _announce_prefect_ui(resolved, children["flows"], stop)
             _wait_for_signal(stop, children)
         finally:
             stop.set()
@@ -283,6 +353,25 @@ def _start_child(settings: Settings, command: list[str], *, log_name: str | None
         log_file.close()
 
 
+def _announce_prefect_ui(settings: Settings, flows: subprocess.Popen[bytes], stop: threading.Event) -> None:
+    """Print the Prefect UI's address on this console once the flows process has its server up and verified
+    (it records it in run/prefect.json), and again if a restart moves it."""
+    from flows import prefect_auth_path
+    from flows.serve import read_run_file
+
+    def announce() -> None:
+        shown = None
+        while not stop.wait(0.5):
+            record = read_run_file(settings) or {}
+            if record.get("pid") == flows.pid and record.get("ui_url") != shown:
+                shown = record.get("ui_url")
+                log.info(
+                    "Prefect UI on %s (log in with the auth string in %s)", shown, prefect_auth_path(settings)
+                )
+
+    threading.Thread(target=announce, name="prefect-ui-announce", daemon=True).start()
+
+
 def _wait_for_signal(stop: threading.Event, children: dict[str, subprocess.Popen[bytes]]) -> None:
     """Until SIGINT/SIGTERM, the engine stopping, or a child process dying."""
 
@@ -301,7 +390,7 @@ def _wait_for_signal(stop: threading.Event, children: dict[str, subprocess.Popen
 
 def serve_apis(settings: Settings) -> int:
     """`tradeos serve-apis` (internal, started by `tradeos up`): both HTTP apps in one process, on uvloop."""
-    _configure_logging(settings)
+    _configure_logging(settings, file_name="apis.log")
     stop = threading.Event()
     try:
         import uvloop
@@ -325,7 +414,8 @@ async def _serve_apis(settings: Settings, stop: threading.Event) -> None:
             yield
 
     servers = [
-        _Server(server_config(app, host=settings.host, port=port, log_level="warning"))
+        # log_config=None: uvicorn's own records go through our handlers (and our JSON format), not its console.
+        _Server(server_config(app, host=settings.host, port=port, log_level="warning", log_config=None))
         for app, port in (
             (create_operator_app(settings), settings.api_port),
             (create_metrics_app(settings), settings.metrics_port),

@@ -90,8 +90,12 @@ def serve(settings: Settings) -> int:
             return EXIT_BAD_CONFIG
     settings = settings.model_copy(update=resolved)
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.Server(server_config(create_app(settings), host=settings.host, port=settings.api_port)).run()
+        from api.cli import _configure_logging  # the one set-up: TRADEOS_LOG_FORMAT, rotation, 0600 files
+
+        _configure_logging(settings, file_name="api.log")
+    # log_config=None: uvicorn's records go through the handlers above (and TRADEOS_LOG_FORMAT), not its own.
+    config = server_config(create_app(settings), host=settings.host, port=settings.api_port, log_config=None)
+    uvicorn.Server(config).run()
     return EXIT_OK
 
 

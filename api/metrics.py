@@ -1,4 +1,5 @@
-"""The Metrics API (port 18003, CONTRACT.md §5): figures read from the DuckDB rollups the flows publish.
+"""The Metrics API (port 18003): figures read from the DuckDB rollups the flows publish. Shapes in docs/api.md,
+definitions in docs/metrics.md.
 
 Each request opens the published `analytics.duckdb` read-only and closes it before answering, so the API never
 holds a lock a flow or an analyst could trip over.
@@ -19,7 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from analytics.rollups import PERFORMANCE, SIGNALS, SYSTEM
 from analytics.warehouse import Warehouse, WarehouseMissingError, rollup_as_of
 from api.auth import redact_server_logs, require_token
+from api.browser_session import install_browser_session
 from api.docs import add_docs_routes
+from api.request_limits import install_request_limits
 from api.schemas import UtcDatetime
 from live.settings import Settings
 
@@ -255,8 +258,9 @@ def create_app(settings: Settings) -> FastAPI:
     """The Metrics API app for port 18003; bearer auth on every route when `settings.tool_token` is set."""
     app = FastAPI(
         title=API_TITLE,
-        description="Performance, signal and system figures from the DuckDB rollups (CONTRACT.md §5). With "
-        "`TRADEOS_TOOL_TOKEN` set, every endpoint needs `Authorization: Bearer <token>`.",
+        description="Performance, signal and system figures from the DuckDB rollups (how each is computed: "
+        "docs/metrics.md in the repository). With `TRADEOS_TOOL_TOKEN` set, every endpoint needs "
+        "`Authorization: Bearer <token>`.",
         version="1",
         # No 307 to the slash-less path: it would answer before auth and echo the Host header.
         redirect_slashes=False,
@@ -268,5 +272,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(router)
 
     add_docs_routes(app, title=API_TITLE, dependencies=[Depends(require_token)])
+    install_request_limits(app)
+    install_browser_session(app)
     redact_server_logs()
     return app

@@ -1,4 +1,4 @@
-"""The operator API on port 18000 (CONTRACT.md §3, §4): read the book, watch events, halt and steer the engine.
+"""The operator API on port 18000 (docs/api.md): read the book, watch events, halt and steer the engine.
 
 Handlers are thin: validate, call one function of `api.reads` or `api.control`, serialise.
 """
@@ -20,10 +20,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api import reads
 from api.access_log import AccessLogMiddleware, AccessLogRecorder
 from api.auth import redact_server_logs
+from api.browser_session import install_browser_session
 from api.control import EngineNotRunning, EngineRefused, EngineTimeout, TradingControl, TradingHalted
 from api.deps import ActorDep, ControlDep, SettingsDep, StoresDep, TokenDep
 from api.docs import add_docs_routes
-from api.http_protocol import BoundedUpgradeProtocol
+from api.http_protocol import DEFAULT_HEADER_READ_TIMEOUT_SECONDS, protocol_with_header_read_timeout
+from api.request_limits import install_request_limits
 from api.schemas import (
     ErrorResponse,
     FlattenRequest,
@@ -274,20 +276,30 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.access_log = recorder
     app.add_middleware(AccessLogMiddleware, recorder=recorder)
     _add_error_handlers(app)
+    install_request_limits(app)
     app.include_router(router)
     app.add_api_websocket_route("/ws", serve_client)
     _add_docs_routes(app)
+    install_browser_session(app)
     redact_server_logs()
     return app
 
 
 def server_config(app: FastAPI, *, host: str, port: int, **overrides: Any) -> uvicorn.Config:
     """How to serve an API app: uvicorn's access log off (ours omits query strings, which may hold the token),
-    `token=` scrubbed from what uvicorn still logs (it logs WebSocket paths with their query string), and a
-    WebSocket handshake too large for the WebSocket library answered rather than left hanging."""
-    options: dict[str, Any] = {"access_log": False, "lifespan": "on", "http": BoundedUpgradeProtocol}
+    `token=` scrubbed from what uvicorn still logs (it logs WebSocket paths with their query string), a connection
+    that does not complete its request head in `TRADEOS_HEADER_READ_TIMEOUT_SECONDS` closed, and a WebSocket
+    handshake too large for the WebSocket library answered rather than left hanging."""
+    settings: Settings | None = getattr(app.state, "settings", None)
+    timeout = settings.header_read_timeout_seconds if settings else DEFAULT_HEADER_READ_TIMEOUT_SECONDS
+    options: dict[str, Any] = {
+        "access_log": False,
+        "lifespan": "on",
+        "http": protocol_with_header_read_timeout(timeout),
+    }
     config = uvicorn.Config(app, host=host, port=port, **(options | overrides))
     redact_server_logs()
     return config

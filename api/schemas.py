@@ -1,4 +1,7 @@
-"""The operator API's wire shapes (CONTRACT.md §3, §4): pydantic models whose examples document `/docs`."""
+"""The operator API's wire shapes (docs/api.md): pydantic models whose examples document `/docs`.
+
+The WebSocket carries the same shapes (`live/wire.py` builds them on the engine's side; the tests hold the two equal).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from live.settings import ProfileName
+from live.wire import EventType
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -30,8 +34,6 @@ PlainText = Annotated[str, AfterValidator(_no_control_characters)]
 
 ServiceHealth = Literal["healthy", "unhealthy"]
 TradingStateName = Literal["active", "reduce_only", "halted"]
-EventType = Literal["portfolio_update", "signal", "fill", "risk_event", "regime_change"]
-EVENT_TYPES: tuple[str, ...] = ("portfolio_update", "signal", "fill", "risk_event", "regime_change")
 
 
 _POSITION_EXAMPLE: dict[str, Any] = {
@@ -86,6 +88,10 @@ class Portfolio(BaseModel):
             "positions": [_POSITION_EXAMPLE],
             "high_water_mark": 101660.0,
             "timestamp": "2024-03-01T14:30:00Z",
+            "realized_pnl": 310.25,
+            "trading_state": "active",
+            "profile": "balanced",
+            "regime": "trending",
         }
     )
 
@@ -97,6 +103,19 @@ class Portfolio(BaseModel):
     positions: list[Position]
     high_water_mark: float | None = Field(default=None, description="Highest total value marked so far.")
     timestamp: UtcDatetime | None = Field(default=None, description="Engine clock of the snapshot.")
+    realized_pnl: float | None = Field(
+        default=None,
+        description="Realized P&L since the first fill, gross (average cost, fees not deducted).",
+    )
+    trading_state: TradingStateName | None = Field(
+        default=None, description="State the book is traded under; null when rebuilt from the record."
+    )
+    profile: str | None = Field(
+        default=None, description="Active risk profile; null when rebuilt from the record."
+    )
+    regime: str | None = Field(
+        default=None, description="Current market regime; null when rebuilt from the record."
+    )
 
 
 class Trade(BaseModel):
@@ -229,7 +248,9 @@ class ErrorResponse(BaseModel):
 
 
 class Event(BaseModel):
-    """One WebSocket message."""
+    """One WebSocket message: `data` is the resource exactly as REST returns it (a `fill` is a `/trades` item, a
+    `signal` a `/signals` item, a `portfolio_update` is `/portfolio`); `timestamp` is the engine's clock of the
+    event (the bar's time, equal to `data.timestamp`), never the wall clock."""
 
     model_config = _examples(
         {

@@ -1,4 +1,4 @@
-"""WebSocket fan-out (CONTRACT.md §4): one Redis subscription per API process, a bounded queue per client.
+"""WebSocket fan-out (docs/api.md, WebSocket): one Redis subscription per API process, a bounded queue per client.
 
 The hub never awaits a client: it only puts into queues, so a client that cannot keep up fills its own queue and is
 dropped, while the others (and the engine, which only publishes to Redis) carry on. `portfolio_update`s are
@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from datetime import UTC, datetime
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from fastapi import WebSocket
 from redis.exceptions import RedisError
@@ -21,9 +20,10 @@ from starlette.websockets import WebSocketDisconnect
 
 from api.auth import websocket_authorized
 from api.reads import decode_json, read_portfolio
-from api.schemas import EVENT_TYPES
 from api.stores import Stores, StoreUnavailable
+from live.settings import Settings
 from live.stores import redis_keys
+from live.wire import EVENT_TYPES, portfolio_message
 
 log = logging.getLogger("tradeos.api.ws")
 
@@ -144,19 +144,13 @@ class EventHub:
 
 
 async def initial_portfolio_message(*, stores: Stores, initial_cash: Decimal) -> str | None:
-    """The `portfolio_update` a client gets on connecting, from the engine's snapshot (or the record)."""
+    """The `portfolio_update` a client gets on connecting: `GET /portfolio` as it stands, stamped like every
+    message with the engine clock it was marked at (null for a book never marked)."""
     try:
         portfolio = await read_portfolio(stores=stores, initial_cash=initial_cash)
     except StoreUnavailable:
         return None
-    timestamp = portfolio.timestamp or datetime.now(UTC)
-    return json.dumps(
-        {
-            "type": "portfolio_update",
-            "data": portfolio.model_dump(mode="json"),
-            "timestamp": timestamp.isoformat().replace("+00:00", "Z"),
-        }
-    )
+    return portfolio_message(portfolio.model_dump(mode="json"), timestamp=portfolio.timestamp)
 
 
 async def _send_loop(websocket: WebSocket, subscriber: Subscriber) -> None:
@@ -172,9 +166,40 @@ async def _receive_loop(websocket: WebSocket) -> None:
             return
 
 
+def origin_allowed(*, origin: str | None, host: str | None, settings: Settings) -> bool:
+    """Whether a handshake's `Origin` may open the WebSocket: none (not a browser), the API's own (same host and
+    port as the `Host` header), the dashboard's (same host, `TRADEOS_DASHBOARD_PORT`), or one listed in
+    `TRADEOS_WS_ALLOWED_ORIGINS`. A page from any other site is refused, whatever credentials its browser holds."""
+    if origin is None:
+        return True
+    origin = origin.strip().rstrip("/").lower()
+    if origin in settings.ws_origin_allow_list:
+        return True
+    parsed = urlsplit(origin)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or not host:
+        return False
+    default_port = 443 if parsed.scheme == "https" else 80
+    try:
+        origin_port = parsed.port or default_port
+        served = urlsplit(f"//{host.strip().lower()}")
+        served_port = served.port or default_port
+    except ValueError:  # a port that is not a number
+        return False
+    if parsed.hostname != served.hostname:
+        return False
+    return origin_port in (served_port, settings.dashboard_port)
+
+
 async def serve_client(websocket: WebSocket) -> None:
-    """One client: auth before accepting, the initial snapshot, then relayed events until either side ends."""
+    """One client: origin and auth checked before accepting, the initial snapshot, then relayed events until
+    either side ends."""
     app_state = websocket.app.state
+    settings: Settings = app_state.settings
+    origin = websocket.headers.get("origin")
+    if not origin_allowed(origin=origin, host=websocket.headers.get("host"), settings=settings):
+        log.warning("WebSocket handshake refused: origin %r is not allowed", (origin or "")[:200])
+        await websocket.close(code=1008, reason="origin not allowed")  # before accept: handshake refused, 403
+        return
     if not websocket_authorized(websocket, app_state.settings.tool_token):
         await websocket.close(
             code=1008, reason="missing or invalid token"

@@ -1,5 +1,5 @@
 """WebSocket fan-out: 500 clients on `/ws` of the real `tradeos up --no-flows`; a fill is published on the Redis
-events channel (`tradeos:<db>:events`) in the engine's own envelope (`live.stores.redis_store.envelope` around
+events channel (`tradeos:<db>:events`) in the engine's own envelope (`live.wire.fill_message`, the one around
 `live.wire.fill_json`), and each client's receipt is timed from the publish.
 
 Controlled measurement: the engine's sim feed (1 day at `--speed 0`) is finished before the clients connect, so
@@ -24,8 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from live.domain import Fill, Side
 from live.stores import redis_keys
-from live.stores.redis_store import envelope
-from live.wire import fill_json
+from live.wire import fill_message
 
 CLIENTS = 500
 MESSAGES = 50
@@ -52,7 +51,7 @@ def _fill_message(seq: int) -> str:
         signal_type="momentum",
         realized_pnl=Decimal("0"),
     )
-    return envelope("fill", fill_json(fill))
+    return fill_message(fill)
 
 
 async def _receive(

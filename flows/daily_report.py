@@ -1,4 +1,4 @@
-"""daily-report: sync, then write `$TRADEOS_HOME/reports/<date>.html` (CONTRACT §7)."""
+"""daily-report: sync, then write `$TRADEOS_HOME/reports/<date>.html` (README, Reports)."""
 
 from __future__ import annotations
 

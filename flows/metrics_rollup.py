@@ -1,4 +1,4 @@
-"""metrics-rollup: sync, then daily performance, system metrics and the regime timeline (CONTRACT §5, §6)."""
+"""metrics-rollup: sync, then daily performance, system metrics and the regime timeline (docs/metrics.md)."""
 
 from __future__ import annotations
 

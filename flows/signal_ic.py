@@ -1,4 +1,4 @@
-"""signal-ic: sync, then per-timestamp and daily IC, win rate and P&L contribution per signal type (CONTRACT §5)."""
+"""signal-ic: sync, then per-timestamp and daily IC, win rate and P&L contribution per signal type (docs/metrics.md)."""
 
 from __future__ import annotations
 

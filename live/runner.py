@@ -28,6 +28,7 @@ import redis
 from live.domain import RiskEvent, TradingState
 from live.engine import Engine, Outbox
 from live.feeds.base import Feed
+from live.feeds.replay import ReplayFeed
 from live.profiles import get_profile
 from live.regime import RegimeClassifier
 from live.risk import breakers
@@ -35,8 +36,15 @@ from live.risk.breakers import POSTGRES_UNREACHABLE
 from live.risk.checks import KILL_SWITCH_UNREACHABLE, TRADING_HALTED
 from live.settings import Settings
 from live.stores.postgres import FencedError, PostgresStore, apply_migrations
-from live.stores.redis_store import RedisStore, envelope, iso
-from live.wire import fill_json, regime_change_json, risk_event_json, signal_json
+from live.stores.redis_store import RedisStore, iso
+from live.wire import (
+    fill_message,
+    portfolio_json,
+    portfolio_message,
+    regime_change_message,
+    risk_event_message,
+    signal_message,
+)
 
 log = logging.getLogger("tradeos.engine")
 
@@ -44,6 +52,7 @@ LEASE_LOST = "LEASE_LOST"
 _FLUSH_SECONDS = 0.25
 _FLUSH_BARS = 20_000
 _SNAPSHOT_SECONDS = 0.25
+_FRESH_RUN = "use a fresh TRADEOS_HOME (or a fresh database in TRADEOS_DATABASE_URL) to start a fresh run"
 _MAX_SIGNALS_PUBLISHED = 50  # per flush: the WebSocket wants the latest actionable ones, not a firehose
 
 
@@ -89,6 +98,7 @@ class EngineRunner:
         self.waiting_for_feed_since: float | None = None
         self.pending_publish: list[str] = []
         self.bars_processed = 0
+        self._said_nothing_to_trade = False
         self._last_snapshot = 0.0
         self._snapshot_of: tuple[datetime | None, TradingState, str] | None = None  # what the last one showed
         self._written_state: tuple[str, str] | None = None
@@ -110,6 +120,7 @@ class EngineRunner:
             if not self._acquire_lease(pg):
                 return
             self._recover(pg)
+            self._say_what_was_committed_before()
             control = threading.Thread(target=self._control_loop, name="tradeos-control", daemon=True)
             lease = threading.Thread(target=self._lease_loop, name="tradeos-lease", daemon=True)
             control.start()
@@ -256,6 +267,13 @@ class EngineRunner:
             self._flush(pg)
         self.feed_done.set()
         if not self.stop_event.is_set():
+            if self.bars_processed == 0 and self.last_bar_ts is not None and not self._said_nothing_to_trade:
+                log.warning(
+                    "the feed ended without a bar after the last committed bar %s of this home: nothing was"
+                    " traded; %s",
+                    self.last_bar_ts.isoformat(),
+                    _FRESH_RUN,
+                )
             log.info("feed finished after %d bars; the service stays up", self.bars_processed)
         while not self.stop_event.is_set():
             self.last_loop_wall = time.monotonic()
@@ -263,6 +281,31 @@ class EngineRunner:
                 self._flush(pg)
             self._publish_snapshot_if_behind()
             self.stop_event.wait(0.1)
+
+    def _say_what_was_committed_before(self) -> None:
+        """A replay is matched against the record: bars up to the last committed one only warm the engine up
+        (that is how a restart resumes), so a replay that ends before it would trade nothing, silently."""
+        self._said_nothing_to_trade = False
+        committed = self.last_bar_ts
+        feed = self.feed
+        if committed is None or not isinstance(feed, ReplayFeed):
+            return
+        first, last = feed.first_timestamp, feed.last_timestamp
+        if last is not None and last <= committed:
+            self._said_nothing_to_trade = True
+            log.warning(
+                "replay data ends at %s, before the last committed bar %s of this home: nothing to trade; %s",
+                last.isoformat(),
+                committed.isoformat(),
+                _FRESH_RUN,
+            )
+        elif first is not None and first <= committed:
+            log.info(
+                "replay data starts at %s; bars up to the last committed one (%s) only warm the engine up, and"
+                " trading resumes after it",
+                first.isoformat(),
+                committed.isoformat(),
+            )
 
     def _gate(self) -> str | None:
         """Asked right before an order is submitted: the lease must be valid by our own clock, PostgreSQL
@@ -348,7 +391,7 @@ class EngineRunner:
                         halts_trading=False,
                     )
                     outbox.risk_events.append(event)
-                    self._publish([envelope("risk_event", risk_event_json(event))])
+                    self._publish([risk_event_message(event)])
                 if self.stop_event.is_set():
                     give_up_at = give_up_at or time.monotonic() + 10
                     if time.monotonic() > give_up_at:
@@ -366,20 +409,13 @@ class EngineRunner:
                     type(exc).__name__,
                     exc,
                 )
-                self._publish(
-                    [
-                        envelope(
-                            "risk_event",
-                            {
-                                "timestamp": iso(datetime.now(UTC)),
-                                "code": "RECORD_REFUSED",
-                                "detail": f"PostgreSQL refused a batch: {type(exc).__name__}",
-                                "symbol": None,
-                                "halts_trading": True,
-                            },
-                        )
-                    ]
+                refused = RiskEvent(
+                    timestamp=outbox.last_bar_ts or engine.last_timestamp or datetime.now(UTC),
+                    code="RECORD_REFUSED",
+                    detail=f"PostgreSQL refused a batch: {type(exc).__name__}",
+                    halts_trading=True,
                 )
+                self._publish([risk_event_message(refused)])
                 self.stop_event.set()
                 raise
         self._after_commit(outbox)
@@ -389,32 +425,52 @@ class EngineRunner:
         assert engine is not None
         messages = self.pending_publish
         self.pending_publish = []
-        messages += [envelope("fill", fill_json(f)) for f in outbox.fills]
-        messages += [envelope("risk_event", risk_event_json(e)) for e in outbox.risk_events]
+        messages += [fill_message(f) for f in outbox.fills]
+        messages += [risk_event_message(e) for e in outbox.risk_events]
         for event in outbox.risk_events:
             if event.halts_trading:
                 log.warning("circuit breaker %s halted trading: %s", event.code, event.detail)
-        messages += [envelope("regime_change", regime_change_json(c)) for c in outbox.regime_changes]
-        messages += [
-            envelope("signal", signal_json(s)) for s in outbox.actionable_signals[-_MAX_SIGNALS_PUBLISHED:]
-        ]
+        messages += [regime_change_message(c) for c in outbox.regime_changes]
+        messages += self._signal_messages(outbox)
         snapshot = None
         if outbox.fills or time.monotonic() - self._last_snapshot >= _SNAPSHOT_SECONDS:
             snapshot = self._snapshot(messages)
         self._publish(messages, snapshot=snapshot)
         self._sync_redis_state()
 
+    def _signal_messages(self, outbox: Outbox) -> list[str]:
+        """The latest actionable signals of a committed batch, each with its id in the record (a `signal` message
+        carries exactly the `/signals` item). If the ids cannot be read, this batch's signals are not published:
+        the record has them, and the next batch publishes its own."""
+        signals = outbox.actionable_signals[-_MAX_SIGNALS_PUBLISHED:]
+        if not signals:
+            return []
+        assert self._pg is not None
+        try:
+            ids = self._pg.actionable_signal_ids(since=signals[0].timestamp, until=signals[-1].timestamp)
+        except psycopg.Error as exc:
+            log.warning("signal ids unreadable (%s); this batch's signals are not published", exc)
+            return []
+        return [
+            signal_message(s, signal_id=signal_id)
+            for s in signals
+            if (signal_id := ids.get((s.timestamp, s.symbol, s.signal_type))) is not None
+        ]
+
     def _snapshot(self, messages: list[str]) -> str:
         """The portfolio snapshot as JSON (for the Redis key); its `portfolio_update` is appended to `messages`."""
         engine = self.engine
         assert engine is not None
         with self.lock:
-            data = engine.portfolio.snapshot(engine.last_timestamp)
-            self._snapshot_of = (engine.last_timestamp, engine.state, engine.profile.name)
-        data["trading_state"] = engine.state.value
-        data["profile"] = engine.profile.name
-        data["regime"] = engine.current_regime
-        messages.append(envelope("portfolio_update", data))
+            marked_at = engine.last_timestamp
+            data = portfolio_json(
+                engine.portfolio.snapshot(marked_at),
+                trading_state=engine.state.value,
+                profile=engine.profile.name,
+                regime=engine.current_regime,
+            )
+            self._snapshot_of = (marked_at, engine.state, engine.profile.name)
+        messages.append(portfolio_message(data, timestamp=marked_at))
         self._last_snapshot = time.monotonic()
         return json.dumps(data)
 

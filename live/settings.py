@@ -1,7 +1,8 @@
-"""One typed settings tree, read from the environment and `.env` (CONTRACT.md §2)."""
+"""One typed settings tree, read from the environment and `.env` (README, Configuration)."""
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
@@ -11,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ProfileName = Literal["conservative", "balanced", "aggressive"]
 PROFILE_NAMES: tuple[str, ...] = ("conservative", "balanced", "aggressive")
+_ORIGIN = re.compile(r"https?://[^\s/,]+")
 
 
 class SettingsError(ValueError):
@@ -38,11 +40,39 @@ class Settings(BaseSettings):
     slippage_bps: Decimal = Field(default=Decimal("2.0"), ge=0)
     lease_ttl_seconds: float = Field(default=5.0, gt=0)
     stale_feed_seconds: float = Field(default=300.0, gt=0, description="Breaker: no bar for this long.")
+    dashboard_port: int = Field(default=18002, ge=1, le=65535)
+    ws_allowed_origins: str = Field(
+        default="",
+        description="Browser origins (`scheme://host:port`, comma separated) allowed on the WebSocket besides the "
+        "API's own and the dashboard's.",
+    )
+    header_read_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="A connection whose request head is not complete by then is closed."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`json`: one JSON object per log line (ts, level, logger, message, exception), for a log shipper.",
+    )
 
     @field_validator("tool_token")
     @classmethod
     def _empty_token_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("ws_allowed_origins")
+    @classmethod
+    def _origins_are_scheme_host_port(cls, value: str) -> str:
+        origins = [origin.strip().rstrip("/").lower() for origin in value.split(",") if origin.strip()]
+        for origin in origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin like http://host:port (comma separated)")
+        return ",".join(origins)
+
+    @property
+    def ws_origin_allow_list(self) -> frozenset[str]:
+        """Origins allowed on the WebSocket: the configured ones and the dashboard's own."""
+        configured = {origin for origin in self.ws_allowed_origins.split(",") if origin}
+        return frozenset({*configured, f"http://{self.host}:{self.dashboard_port}".lower()})
 
     @property
     def home_dir(self) -> Path:

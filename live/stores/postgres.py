@@ -235,6 +235,18 @@ class PostgresStore:
         ).fetchone()
         return Decimal(row[0]) if row else initial_cash
 
+    def actionable_signal_ids(
+        self, *, since: datetime, until: datetime
+    ) -> dict[tuple[datetime, str, str], int]:
+        """Row ids of the committed actionable signals stamped `since`..`until`, by (timestamp, symbol, signal
+        type): the ids the COPY gave them, which a published `signal` carries like `GET /signals` does."""
+        rows = self.conn.execute(
+            "SELECT timestamp, symbol, signal_type, id FROM signals"
+            " WHERE actionable AND timestamp BETWEEN %s AND %s ORDER BY id",
+            (since, until),
+        ).fetchall()
+        return {(timestamp, symbol, signal_type): int(id_) for timestamp, symbol, signal_type, id_ in rows}
+
     # -- writes ---------------------------------------------------------------------------------------
 
     def record_control_action(self, action: ControlAction) -> None:

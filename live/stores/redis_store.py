@@ -20,10 +20,6 @@ def iso(ts: datetime | None) -> str | None:
     return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def envelope(event_type: str, data: Mapping[str, Any]) -> str:
-    return json.dumps({"type": event_type, "data": data, "timestamp": iso(datetime.now(UTC))})
-
-
 class RedisStore:
     """Short timeouts everywhere: an unreachable Redis must fail an order quickly, not hang the engine."""
 

@@ -1,5 +1,5 @@
 """`POST /trading/halt` through the real HTTP API of `tradeos up`, while the engine trades as fast as it can, several
-times (CONTRACT.md §3 "Halt guarantees"): once the response is back, every fill belongs to an order submitted
+times (README, the halt guarantees): once the response is back, every fill belongs to an order submitted
 before it. The bound on the engine step the halt landed on is computed as in test_halt_guarantees.py."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The operator API of a real `tradeos up` while its private Redis, then its private PostgreSQL, are down
-(CONTRACT.md §3): `/healthz` is 503 and names the store that is down, and is healthy again once it is back; a halt
+(docs/api.md): `/healthz` is 503 and names the store that is down, and is healthy again once it is back; a halt
 asked for while Redis is down still holds once Redis is back; the engine survives Redis coming back."""
 
 from __future__ import annotations

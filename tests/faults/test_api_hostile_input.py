@@ -1,4 +1,4 @@
-"""Hostile input to the operator API of a real `tradeos up` (CONTRACT.md §3): injection attempts in the filters,
+"""Hostile input to the operator API of a real `tradeos up` (docs/api.md): injection attempts in the filters,
 huge and negative limits, malformed JSON, wrong types and oversized bodies. Each gets a clear 4xx (422 naming the
 field) or an empty list — never a 5xx — and nothing changes: the row count of every table of the record (the access
 log aside), the trading state and the profile."""

@@ -1,4 +1,4 @@
-"""Halts that hold (CONTRACT.md §3 "Halt guarantees"), inflicted while the engine trades as fast as it can.
+"""Halts that hold (README, the halt guarantees), inflicted while the engine trades as fast as it can.
 
 The engine's clock is the bars' timestamps; a halt lands between two engine steps. From outside, the step the halt
 landed on is bounded above by the second portfolio snapshot written after the acknowledgement (a snapshot is taken

@@ -1,4 +1,4 @@
-"""The analysts' DuckDB file under faults (CONTRACT.md §6): a PostgreSQL → DuckDB sync killed with `kill -9` mid-way
+"""The analysts' DuckDB file under faults (README, the analysts' DuckDB file): a PostgreSQL → DuckDB sync killed with `kill -9` mid-way
 and re-run gives exactly the tables of an uninterrupted sync; an analyst's read-only connection, held open in another
 process while the flows sync and roll up again and again, breaks none of them and keeps the snapshot it opened."""
 

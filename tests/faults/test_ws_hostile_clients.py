@@ -1,4 +1,4 @@
-"""WebSocket clients that misbehave, against a real `tradeos up` whose engine trades at full speed (CONTRACT.md §4):
+"""WebSocket clients that misbehave, against a real `tradeos up` whose engine trades at full speed (docs/api.md, WebSocket):
 one that never reads is dropped while a normal client keeps receiving every event; one that floods the server does
 not stop the others nor the hub; a bad token is refused at the handshake, before any message.
 

@@ -1,4 +1,4 @@
-"""IC of a signal type equals alphalens-reloaded's factor_information_coefficient on the same data (CONTRACT §5)."""
+"""IC of a signal type equals alphalens-reloaded's factor_information_coefficient on the same data (docs/metrics.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Daily returns and performance figures equal empyrical-reloaded's on the same returns (CONTRACT §5)."""
+"""Daily returns and performance figures equal empyrical-reloaded's on the same returns (docs/metrics.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Closed trades: one symbol's position from flat to flat; P&L = realized P&L minus all fees (CONTRACT §5)."""
+"""Closed trades: one symbol's position from flat to flat; P&L = realized P&L minus all fees (docs/metrics.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TRADEOS_TOOL_TOKEN guards every HTTP endpoint and the WebSocket, and never reaches a log (CONTRACT.md §3, §4)."""
+"""TRADEOS_TOOL_TOKEN guards every HTTP endpoint and the WebSocket, and never reaches a log (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Halt, resume, reduce-only, flatten and profile act through Redis and are recorded in PostgreSQL
-(CONTRACT.md §3 and its halt guarantees; live/stores/redis_keys.py for the protocol)."""
+(docs/api.md and the README's halt guarantees; live/stores/redis_keys.py for the protocol)."""
 
 from __future__ import annotations
 

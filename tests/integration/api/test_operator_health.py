@@ -1,4 +1,4 @@
-"""GET /healthz probes Redis, PostgreSQL and the engine's heartbeats for real (CONTRACT.md §3)."""
+"""GET /healthz probes Redis, PostgreSQL and the engine's heartbeats for real (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""GET /portfolio, /positions, /trades, /signals: contract shapes, filters, limits and 422s (CONTRACT.md §3)."""
+"""GET /portfolio, /positions, /trades, /signals: contract shapes, filters, limits and 422s (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""/ws relays the engine's events to every client through one Redis subscription per API process (CONTRACT.md §4)."""
+"""/ws relays the engine's events to every client through one Redis subscription per API process (docs/api.md, WebSocket)."""
 
 from __future__ import annotations
 
