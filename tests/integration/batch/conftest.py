@@ -3,7 +3,10 @@ and one Prefect test harness for the session."""
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +14,10 @@ from pathlib import Path
 import pytest
 
 # Prefect reads its settings once, at import: its state goes to a private directory before anything imports it.
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="tradeos-test-prefect-"))
+if "PREFECT_HOME" not in os.environ:
+    _prefect_home = tempfile.mkdtemp(prefix="tradeos-test-prefect-")
+    os.environ["PREFECT_HOME"] = _prefect_home
+    atexit.register(functools.partial(shutil.rmtree, _prefect_home, ignore_errors=True))
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
