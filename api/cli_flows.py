@@ -23,7 +23,7 @@ class FlowParameterError(ValueError):
     """A `--param` the flow cannot take; the message is the one line shown to the user."""
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `flows` command with its `run NAME` and `serve` subcommands."""
     flows = subparsers.add_parser("flows", help="run a Prefect flow now, or serve all on their schedules")
     sub = flows.add_subparsers(dest="flows_command", required=True)

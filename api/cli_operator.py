@@ -19,7 +19,7 @@ EXIT_BAD_CONFIG = 2
 REQUEST_TIMEOUT_SECONDS = 10.0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Adds the operator commands to the `tradeos` parser."""
     where = argparse.ArgumentParser(add_help=False)
     where.add_argument("--host", type=str, default=None, help="API host (default TRADEOS_HOST)")

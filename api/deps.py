@@ -20,19 +20,19 @@ MAX_ACTOR_LENGTH = 64
 
 
 async def get_settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 async def get_stores(request: Request) -> Stores:
-    return request.app.state.stores  # type: ignore[no-any-return]
+    return request.app.state.stores
 
 
 async def get_control(request: Request) -> TradingControl:
-    return request.app.state.control  # type: ignore[no-any-return]
+    return request.app.state.control
 
 
 async def get_hub(request: Request) -> EventHub:
-    return request.app.state.hub  # type: ignore[no-any-return]
+    return request.app.state.hub
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
