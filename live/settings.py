@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ProfileName = Literal["conservative", "balanced", "aggressive"]
@@ -39,10 +39,12 @@ class Settings(BaseSettings):
     commission_bps: Decimal = Field(default=Decimal("1.0"), ge=0)
     slippage_bps: Decimal = Field(default=Decimal("2.0"), ge=0)
     broker: str = Field(
-        default="paper", description="Where orders go: a broker registered in live/assembly.py."
+        default="paper",
+        description="Where orders go: a broker registered in live/assembly.py (checked at start-up).",
     )
     strategy: str = Field(
-        default="builtin", description="What decides the orders: a strategy registered in live/assembly.py."
+        default="builtin",
+        description="What decides the orders: a strategy registered in live/assembly.py (checked at start-up).",
     )
     lease_ttl_seconds: float = Field(default=5.0, gt=0)
     stale_feed_seconds: float = Field(default=300.0, gt=0, description="Breaker: no bar for this long.")
@@ -64,17 +66,6 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_token_is_unset(cls, value: str | None) -> str | None:
         return value or None
-
-    @field_validator("broker", "strategy")
-    @classmethod
-    def _registered_adapter(cls, value: str, info: ValidationInfo) -> str:
-        # Imported here: the registry imports the engine, which needs these settings' module first.
-        from live.assembly import BROKERS, STRATEGIES
-
-        registry = BROKERS if info.field_name == "broker" else STRATEGIES
-        if value not in registry:
-            raise ValueError(f"unknown {info.field_name} {value!r}; valid: {', '.join(registry)}")
-        return value
 
     @field_validator("ws_allowed_origins")
     @classmethod
