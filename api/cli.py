@@ -53,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser(
         "up", help="live engine + REST/WS API + Metrics API + scheduled flows, in the foreground"
     )
-    up.add_argument("--feed", choices=("sim", "replay"), default="sim")
+    up.add_argument(
+        "--feed", default="sim", help="a feed registered in live/assembly.py: sim (default), replay"
+    )
     up.add_argument("--data", type=Path, help="replay file (CSV or Parquet) for --feed replay")
     up.add_argument(
         "--speed", type=float, default=60.0, help="simulated seconds per wall second; 0 = max speed"
@@ -208,26 +210,30 @@ def _check_redis(url: str) -> None:
 
 def make_feed(args: argparse.Namespace) -> Any:
     """The feed the flags ask for; a bad replay file stops start-up with its line and reason."""
+    from live.assembly import FEEDS, FeedOptions, build_feed
     from live.feeds.base import FeedError
 
-    symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip()) if args.symbols else None
-    if args.feed == "replay":
-        from live.feeds.replay import ReplayFeed
-
-        if args.data is None:
-            raise StartupError("--data: --feed replay needs a CSV or Parquet file")
-        try:
-            return ReplayFeed.from_path(args.data, symbols=symbols)
-        except (FeedError, OSError) as exc:
-            raise StartupError(f"--data: {exc}") from None
-    from live.feeds.sim import DEFAULT_SYMBOLS, SimFeed
-
-    if args.sim_days is not None and args.sim_days <= 0:
+    if args.feed not in FEEDS:
+        raise StartupError(f"--feed: unknown feed {args.feed!r}; valid: {', '.join(FEEDS)}")
+    if args.feed == "sim" and args.sim_days is not None and args.sim_days <= 0:
         raise StartupError("--sim-days: must be positive")
+    symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip()) if args.symbols else None
+    options = FeedOptions(symbols=symbols, seed=args.seed, sim_days=args.sim_days, data=args.data)
     try:
-        return SimFeed(symbols=symbols or DEFAULT_SYMBOLS, seed=args.seed, sim_days=args.sim_days)
-    except (FeedError, ValueError) as exc:
-        raise StartupError(f"--symbols/--seed/--sim-days: {exc}") from None
+        return build_feed(args.feed, options)
+    except (FeedError, OSError, ValueError) as exc:
+        flags = "--data" if args.feed == "replay" else "--symbols/--seed/--sim-days"
+        raise StartupError(f"{flags}: {exc}") from None
+
+
+def _check_adapters(settings: Settings) -> None:
+    """The broker and the strategy named in the settings exist: a misspelt name stops start-up, not the engine."""
+    from live.assembly import check_adapters
+
+    try:
+        check_adapters(settings)
+    except SettingsError as exc:
+        raise StartupError(str(exc)) from None
 
 
 @contextlib.contextmanager
@@ -260,6 +266,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
         _check_port_free(settings.host, settings.metrics_port, "TRADEOS_METRICS_PORT/--metrics-port")
     _secure_home(settings)
     feed = make_feed(args)
+    _check_adapters(settings)
     _configure_logging(settings)
     # The control thread (operator commands, the kill-switch poll) must get the GIL promptly from a busy engine.
     sys.setswitchinterval(0.001)

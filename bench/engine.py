@@ -30,6 +30,7 @@ from harness import (
     scratch_redis,
 )
 
+from live.assembly import build_engine
 from live.domain import Bar
 from live.engine import Engine
 from live.feeds.sim import SimFeed
@@ -41,6 +42,14 @@ from live.stores.postgres import PostgresStore
 DAYS = 30
 SEED = SIM_SEED
 PURE_RUNS = 3
+# The paper broker and the built-in strategy at the default costs, whatever the environment says.
+PURE_SETTINGS = Settings(
+    broker="paper",
+    strategy="builtin",
+    initial_cash=Decimal("100000"),
+    commission_bps=Decimal("1.0"),
+    slippage_bps=Decimal("2.0"),
+)
 
 
 class ListFeed:
@@ -56,13 +65,7 @@ class ListFeed:
 
 
 def _engine(symbols: tuple[str, ...]) -> Engine:
-    return Engine(
-        symbols=symbols,
-        profile=get_profile("balanced"),
-        initial_cash=Decimal("100000"),
-        commission_bps=Decimal("1.0"),
-        slippage_bps=Decimal("2.0"),
-    )
+    return build_engine(PURE_SETTINGS, symbols=symbols, profile=get_profile("balanced"))
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -1,8 +1,10 @@
 """The trading core: one cross-section of bars in, every resulting event out. Pure: no I/O, no wall clock.
 
-Per cross-section (one timestamp): orders decided on the previous bar fill at this bar's open; the book is marked
-at the close; breakers are checked; signals and the regime update; new orders are decided, checked and submitted.
-The runner (live/runner.py) feeds it, persists its outbox and moves commands in from operators.
+Per cross-section (one timestamp): orders decided on the previous bar fill at this bar's open (the broker); the
+book is marked at the close; breakers are checked; the regime updates; the strategy records its signal values and
+says which positions it wants; the engine sizes them into orders, checks them and submits them to the broker.
+The engine is built from its ports by live/assembly.py; the runner (live/runner.py) feeds it, persists its outbox
+and moves commands in from operators.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from live.domain import (
     Signal,
     TradingState,
 )
-from live.execution.paper import PaperBroker
+from live.execution.base import Broker, Execution
 from live.portfolio import Portfolio, to_decimal
 from live.profiles import Profile
 from live.regime import DEFAULT_REGIME, RegimeClassifier, RegimeTracker, RuleBasedClassifier
@@ -41,17 +43,15 @@ from live.risk.checks import (
     pre_trade_check,
 )
 from live.risk.sizing import opening_quantity
-from live.signals import HORIZONS, make_signal_models
+from live.strategy.base import PortfolioView, SignalRecorder, SignalRow, Strategy, TargetPosition
 
 # A symbol whose entry was refused for drawdown is not retried for this many of its own bars (keeps the record
 # readable).
 _DRAWDOWN_RETRY_BARS = 15
 
-SignalRow = tuple[datetime, str, str, float, int, str, bool]
 Gate = Callable[[], str | None]
-Update = Callable[[Bar], float | None]  # a signal model's bound update
-# Per symbol: (signal type, update, horizon in bars, weight in the current regime) of each of its models.
-Plan = dict[str, tuple[tuple[str, Update, int, float], ...]]
+
+__all__ = ["ActionableSignals", "Engine", "Gate", "Outbox", "SignalRow"]
 
 
 def _no_gate() -> str | None:
@@ -141,6 +141,11 @@ class Outbox:
     control_actions: list[ControlAction] = field(default_factory=list)
     latencies_us: dict[str, float] = field(default_factory=dict)
     last_bar_ts: datetime | None = None
+    # What the strategy records its signal values through: this outbox's own appends.
+    signal_recorder: SignalRecorder = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.signal_recorder = SignalRecorder(self.signal_rows.append, self.actionable_signals.append_row)
 
     def is_empty(self) -> bool:
         return not (
@@ -155,7 +160,8 @@ class Outbox:
 
 
 class Engine:
-    """One book, one clock (the bars' timestamps)."""
+    """One book, one clock (the bars' timestamps). Built from its ports (live/assembly.py `build_engine`): the
+    broker its orders go to and the strategy that decides them; risk, sizing and accounting are its own."""
 
     def __init__(
         self,
@@ -163,8 +169,8 @@ class Engine:
         symbols: Sequence[str],
         profile: Profile,
         initial_cash: Decimal,
-        commission_bps: Decimal,
-        slippage_bps: Decimal,
+        broker: Broker,
+        strategy: Strategy,
         classifier: RegimeClassifier | None = None,
         confirm_bars: int = 30,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -174,8 +180,8 @@ class Engine:
         self.wall_clock = wall_clock
         self.profile = profile
         self.portfolio = Portfolio(initial_cash=initial_cash)
-        self.broker = PaperBroker(commission_bps=commission_bps, slippage_bps=slippage_bps)
-        self.models = make_signal_models(self.symbols)
+        self.broker = broker
+        self.strategy = strategy
         self.regime = RegimeTracker(classifier or RuleBasedClassifier(), confirm_bars=confirm_bars)
         self.state = TradingState.ACTIVE
         self.state_reason = ""
@@ -186,18 +192,13 @@ class Engine:
         # checks). Converting every close was a fifth of a step.
         self._closes: dict[str, float] = {}
         self._previous_closes: dict[str, float] = {}
-        # Per symbol, (signal type, bound update, horizon) of its models, so a step does no per-model lookups.
-        self._updates = {
-            symbol: tuple((name, model.update, model.horizon_bars) for name, model in models.items())
-            for symbol, models in self.models.items()
-        }
-        self._plan_for: tuple[Profile, str, Plan] | None = None
         self.opening_signal: dict[str, str] = {}
         self.opened_at: dict[str, datetime] = {}
         # Horizons are counted in each symbol's own bars, whatever the bar length or the gaps: how many bars of
         # each symbol the engine has seen, and that count at the bar an open position was opened on.
         self.bars_seen: dict[str, int] = dict.fromkeys(self.symbols, 0)
         self.opened_at_bar: dict[str, int] = {}
+        self._book_view = self._view_of_book()
         self.outbox = Outbox()
         self._submitted: deque[datetime] = deque()
         self._rejections = breakers.RejectStorm()
@@ -279,7 +280,7 @@ class Engine:
             return []
         orders = []
         for symbol, position in sorted(self.portfolio.positions.items()):
-            if position.quantity == 0 or self.broker.has_pending(symbol):
+            if position.quantity == 0 or self.broker.pending.get(symbol):
                 continue
             order = Order(
                 id=f"{self.last_timestamp:%Y%m%dT%H%M%S}-{symbol}-flatten",
@@ -302,10 +303,7 @@ class Engine:
     def warm_up(self, bars: Sequence[Bar]) -> None:
         """Advances signals, regime and marks over a bar already processed before a restart; trades nothing."""
         timestamp = bars[0].timestamp
-        updates = self._updates
-        for bar in bars:
-            for _, update, _ in updates[bar.symbol]:
-                update(bar)
+        self.strategy.warm_up(bars)
         self._mark(bars)
         self.regime.update(timestamp, bars)
         self.last_timestamp = timestamp
@@ -325,8 +323,8 @@ class Engine:
         broker = self.broker
         if broker.pending:
             for bar in bars:
-                for order in broker.take_fillable(bar):
-                    self._fill(order, bar)
+                for execution in broker.take_fills(bar):
+                    self._fill(execution, bar)
         self._mark(bars)
         value = book.update_high_water_mark()
         out.equity.append(EquitySnapshot(timestamp=timestamp, total_value=value, cash=book.cash))
@@ -344,63 +342,29 @@ class Engine:
         change = self.regime.update(timestamp, bars)
         if change is not None:
             out.regime_changes.append(change)
-        regime = self.current_regime
-        plan = self._plan(regime)
-        threshold = self.profile.signal_threshold
-        composites: dict[str, tuple[float, str]] = {}
-        record = out.signal_rows.append
-        record_actionable = out.actionable_signals.append_row
-        for bar in bars:
-            symbol = bar.symbol
-            numerator = 0.0
-            denominator = 0.0
-            lead_type = ""
-            lead = 0.0
-            for signal_type, update, horizon_bars, weight in plan[symbol]:
-                strength = update(bar)
-                if strength is None:
-                    continue
-                if weight > 0.0:
-                    actionable = strength >= threshold or strength <= -threshold
-                    row = (timestamp, symbol, signal_type, strength, horizon_bars, regime, actionable)
-                    record(row)
-                    if actionable:
-                        record_actionable(row)
-                    weighted = weight * strength
-                    numerator += weighted
-                    denominator += weight
-                    size = weighted if weighted >= 0.0 else -weighted
-                    if size > lead:
-                        lead, lead_type = size, signal_type
-                else:
-                    record((timestamp, symbol, signal_type, strength, horizon_bars, regime, False))
-            if denominator > 0:
-                composites[symbol] = (numerator / denominator, lead_type)
+        profile = self.profile
+        self.strategy.observe(bars, regime=self.current_regime, profile=profile, signals=out.signal_recorder)
 
         if self.state is TradingState.HALTED:
             return
-        proposals = self._decide(timestamp, composites, value)
+        targets = self.strategy.decide(profile=profile, book=self._book_view)
+        if not targets:
+            return
+        proposals = self._orders_for(timestamp, targets, value)
         if proposals:
             self._submit(timestamp, proposals, value, drawdown, gate, started)
 
     # -- internals ------------------------------------------------------------------------------------
 
-    def _plan(self, regime: str) -> Plan:
-        """Per symbol, (signal type, bound update, horizon, the profile's weight in `regime`) of its models, so a
-        step does no per-model lookups. Remade only when the profile or the regime changes."""
-        profile = self.profile
-        cached = self._plan_for
-        if cached is not None and cached[0] is profile and cached[1] == regime:
-            return cached[2]
-        weights = profile.weights_for(regime)
-        plan: Plan = {
-            symbol: tuple(
-                (name, update, horizon, float(weights.get(name, 0.0))) for name, update, horizon in updates
-            )
-            for symbol, updates in self._updates.items()
-        }
-        self._plan_for = (profile, regime, plan)
-        return plan
+    def _view_of_book(self) -> PortfolioView:
+        """The strategy's read-only view of the book: made again whenever the book is rebuilt."""
+        return PortfolioView(
+            positions=self.portfolio.positions,
+            pending=self.broker.pending,
+            opening_signal=self.opening_signal,
+            bars_seen=self.bars_seen,
+            opened_at_bar=self.opened_at_bar,
+        )
 
     def _mark(self, bars: Sequence[Bar]) -> None:
         """Records the closes and counts each symbol's bars; re-marks the book only where a position is open (the
@@ -427,9 +391,8 @@ class Engine:
                     if opened is None or bar.timestamp >= opened:
                         self.opened_at_bar[symbol] = seen[symbol]
 
-    def _fill(self, order: Order, bar: Bar) -> None:
-        price = self.broker.fill_price(bar, order.side)
-        fee = self.broker.fee(order.quantity, price)
+    def _fill(self, execution: Execution, bar: Bar) -> None:
+        order, price, fee = execution.order, execution.price, execution.fee
         fill = self.portfolio.apply_fill(
             fill_id=f"{order.id}-F",
             order_id=order.id,
@@ -452,13 +415,13 @@ class Engine:
             self.opened_at[order.symbol] = bar.timestamp
             self.opened_at_bar.pop(order.symbol, None)  # counted from this bar, when it is marked
 
-    def _decide(
-        self, timestamp: datetime, composites: dict[str, tuple[float, str]], equity: Decimal
+    def _orders_for(
+        self, timestamp: datetime, targets: Sequence[TargetPosition], equity: Decimal
     ) -> list[Order]:
-        """Entries when the regime-weighted composite clears the profile's threshold; exits when it fades, once
-        the position has been held for the opening signal's horizon, counted in the symbol's own bars (its
-        forecast needs that long to play out). A position is never reversed in one order: it is closed first,
-        and may reopen on a later bar. An entry is sized to the room the profile's limits leave, or not made."""
+        """The orders that move the book towards the strategy's targets. A position is never reversed in one
+        order: it is closed first, and may reopen on a later bar. An entry is sized to the room the profile's
+        limits leave, or not made; none is made in reduce-only, nor for a symbol whose entry was refused for
+        drawdown in its last few bars. A symbol with an order in flight gets no other."""
         profile = self.profile
         orders: list[Order] = []
         stamp = ""
@@ -467,32 +430,30 @@ class Engine:
         seen = self.bars_seen
         may_open = self.state is not TradingState.REDUCE_ONLY
         committed: Decimal | None = None  # gross exposure held and committed to open, once an entry needs it
-        for symbol, (composite, lead_type) in composites.items():
+        for target in targets:
+            symbol = target.symbol
             if pending.get(symbol):
                 continue
             position = positions.get(symbol)
             quantity = position.quantity if position is not None else 0
+            direction = target.direction
             if quantity != 0:
-                direction = 1 if quantity > 0 else -1
-                opener = self.opening_signal.get(symbol, lead_type)
-                held_bars = seen[symbol] - self.opened_at_bar.get(symbol, seen[symbol])
-                if held_bars < HORIZONS.get(opener, 0):
+                if direction * quantity > 0:
                     continue
-                if composite * direction < profile.exit_threshold:
-                    stamp = stamp or f"{timestamp:%Y%m%dT%H%M%S}"
-                    orders.append(
-                        Order(
-                            id=f"{stamp}-{symbol}-close",
-                            timestamp=timestamp,
-                            symbol=symbol,
-                            side=Side.SELL if quantity > 0 else Side.BUY,
-                            quantity=abs(quantity),
-                            signal_type=self.opening_signal.get(symbol, lead_type),
-                            reduces_position=True,
-                        )
+                stamp = stamp or f"{timestamp:%Y%m%dT%H%M%S}"
+                orders.append(
+                    Order(
+                        id=f"{stamp}-{symbol}-close",
+                        timestamp=timestamp,
+                        symbol=symbol,
+                        side=Side.SELL if quantity > 0 else Side.BUY,
+                        quantity=abs(quantity),
+                        signal_type=target.signal_type,
+                        reduces_position=True,
                     )
+                )
                 continue
-            if abs(composite) < profile.signal_threshold or not may_open:
+            if direction == 0 or not may_open:
                 continue
             refused_at = self._drawdown_refused.get(symbol)
             if refused_at is not None and seen[symbol] - refused_at < _DRAWDOWN_RETRY_BARS:
@@ -516,9 +477,9 @@ class Engine:
                     id=f"{stamp}-{symbol}-open",
                     timestamp=timestamp,
                     symbol=symbol,
-                    side=Side.BUY if composite > 0 else Side.SELL,
+                    side=Side.BUY if direction > 0 else Side.SELL,
                     quantity=size,
-                    signal_type=lead_type,
+                    signal_type=target.signal_type,
                     reduces_position=False,
                 )
             )
@@ -645,6 +606,7 @@ class Engine:
         self.portfolio.high_water_mark = max(high_water_mark, self.portfolio.initial_cash)
         self.opening_signal, self.opened_at = _openers(fills)
         self.opened_at_bar = {}  # found again while the bars before the restart are warmed up (`_mark`)
+        self._book_view = self._view_of_book()
 
 
 def _openers(fills: Iterable[Fill]) -> tuple[dict[str, str], dict[str, datetime]]:

@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 import redis
 
+from live.assembly import build_engine
 from live.domain import RiskEvent, TradingState
 from live.engine import Engine, Outbox
 from live.feeds.base import Feed
@@ -167,12 +168,11 @@ class EngineRunner:
         settings = self.settings
         record = pg.load_engine_record(initial_cash=settings.initial_cash, default_profile=settings.profile)
         classifier = self._load_classifier()
-        engine = Engine(
+        engine = build_engine(
+            settings,
             symbols=self.feed.symbols,
             profile=get_profile(record.profile),
             initial_cash=record.initial_cash,
-            commission_bps=settings.commission_bps,
-            slippage_bps=settings.slippage_bps,
             classifier=classifier,
         )
         engine.restore_state(

@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     annualization: int = Field(default=252, gt=0)
     commission_bps: Decimal = Field(default=Decimal("1.0"), ge=0)
     slippage_bps: Decimal = Field(default=Decimal("2.0"), ge=0)
+    broker: str = Field(
+        default="paper",
+        description="Where orders go: a broker registered in live/assembly.py (checked at start-up).",
+    )
+    strategy: str = Field(
+        default="builtin",
+        description="What decides the orders: a strategy registered in live/assembly.py (checked at start-up).",
+    )
     lease_ttl_seconds: float = Field(default=5.0, gt=0)
     stale_feed_seconds: float = Field(default=300.0, gt=0, description="Breaker: no bar for this long.")
     dashboard_port: int = Field(default=18002, ge=1, le=65535)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from live.domain import Bar, Order, Side
+from live.execution.base import Execution
 from live.portfolio import CENT, PRICE_QUANTUM, to_decimal
 
 _BPS = Decimal(10_000)
@@ -28,9 +29,6 @@ class PaperBroker:
         self.pending.setdefault(order.symbol, []).append(order)
         return True
 
-    def has_pending(self, symbol: str) -> bool:
-        return bool(self.pending.get(symbol))
-
     def fill_price(self, bar: Bar, side: Side) -> Decimal:
         """Open, crossing half the spread, moved against us by the slippage."""
         half_spread = to_decimal(bar.spread) / 2
@@ -44,7 +42,13 @@ class PaperBroker:
     def fee(self, quantity: int, price: Decimal) -> Decimal:
         return (quantity * price * self.commission).quantize(CENT, ROUND_HALF_EVEN)
 
-    def take_fillable(self, bar: Bar) -> list[Order]:
-        """Orders waiting for this symbol's next bar, in submission order."""
+    def take_fills(self, bar: Bar) -> list[Execution]:
+        """Every order waiting for this symbol's next bar fills on it, in submission order."""
         orders = self.pending.pop(bar.symbol, None)
-        return orders or []
+        if not orders:
+            return []
+        executions = []
+        for order in orders:
+            price = self.fill_price(bar, order.side)
+            executions.append(Execution(order=order, price=price, fee=self.fee(order.quantity, price)))
+        return executions

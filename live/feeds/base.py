@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from live.domain import Bar
 
@@ -12,11 +12,19 @@ class FeedError(ValueError):
     """A feed's data is unusable; the message says where (file, line) and why."""
 
 
+@runtime_checkable
 class Feed(Protocol):
-    """A market feed. `batches()` yields, per timestamp, the bars of every symbol that traded then,
-    strictly increasing in time. Pacing (`--speed`) is the engine runner's job, not the feed's."""
+    """A market feed (see live/feeds/_template.py). `batches()` yields, per timestamp, the bars of every symbol
+    that traded then, strictly increasing in time. Pacing (`--speed`) is the engine runner's job, not the feed's."""
 
-    symbols: tuple[str, ...]
-    bar_seconds: int
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """Every symbol the feed may yield, fixed before the first batch (the engine sets up each one's models)."""
+        ...
+
+    @property
+    def bar_seconds(self) -> int:
+        """The usual bar length, for pacing only: horizons count each symbol's own bars, whatever the gaps."""
+        ...
 
     def batches(self) -> Iterator[list[Bar]]: ...

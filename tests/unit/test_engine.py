@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 
+from live.assembly import build_engine
 from live.domain import Bar, Fill, OrderStatus, Side, TradingState
 from live.engine import Engine, Outbox
 from live.execution.paper import PaperBroker
@@ -14,6 +15,7 @@ from live.feeds.replay import ReplayFeed
 from live.feeds.sim import SimFeed
 from live.profiles import get_profile
 from live.risk import breakers, checks
+from live.settings import Settings
 from live.signals import HORIZONS
 from tests.factories import CASH, T0, eager_profile, trending_rows, write_replay_csv
 
@@ -22,13 +24,11 @@ MINUTE = timedelta(minutes=1)  # the bar length of trending_rows
 
 
 def _engine(profile=None, symbols=SYMBOLS, **kw) -> Engine:
-    return Engine(
-        symbols=symbols,
-        profile=profile or eager_profile(),
-        initial_cash=CASH,
-        commission_bps=Decimal("1"),
-        slippage_bps=Decimal("2"),
-        **kw,
+    settings = Settings(
+        broker="paper", strategy="builtin", commission_bps=Decimal("1"), slippage_bps=Decimal("2")
+    )
+    return build_engine(
+        settings, symbols=symbols, profile=profile or eager_profile(), initial_cash=CASH, **kw
     )
 
 
