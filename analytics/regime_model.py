@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from live.domain import REGIMES, Bar
+from live.domain import REGIMES, Bar, iso_utc
 from live.regime import FEATURE_NAMES, compute_features
 
 FloatArray = npt.NDArray[np.float64]
@@ -221,7 +221,7 @@ class TrainingResult:
         meta.pop("model")
         for key in ("created_at", "training_start", "training_end"):
             value = meta[key]
-            meta[key] = value.isoformat().replace("+00:00", "Z") if isinstance(value, datetime) else None
+            meta[key] = iso_utc(value) if isinstance(value, datetime) else None
         meta["features"] = list(self.features)
         meta["validation"] = "median log-likelihood per sample (nats, unscaled features) on a blocked holdout"
         for key in ("train_score", "validation_score", "holdout_persistence", "current_score"):
@@ -404,7 +404,7 @@ def promote(artifact: Path, models_dir: Path, *, promoted_at: datetime) -> None:
         {
             "name": artifact.name,
             "path": artifact.name,
-            "promoted_at": promoted_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "promoted_at": iso_utc(promoted_at),
         },
     )
 

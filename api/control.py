@@ -21,7 +21,7 @@ import psycopg
 from api.reads import decode_json, heartbeat_ages, is_fresh
 from api.schemas import ProfileResponse, TradingStatus
 from api.stores import Stores, StoreUnavailable, redis_errors
-from live.domain import TradingState
+from live.domain import TradingState, iso_utc
 from live.stores import redis_keys
 
 ACK_TIMEOUT_SECONDS = 2.0
@@ -74,10 +74,6 @@ class _SentCommand:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-def _iso(ts: datetime) -> str:
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class TradingControl:
@@ -265,7 +261,7 @@ class TradingControl:
 
     @staticmethod
     def _state_json(state: str, since: datetime, reason: str, actor: str) -> str:
-        return json.dumps({"state": state, "since": _iso(since), "reason": reason, "actor": actor})
+        return json.dumps({"state": state, "since": iso_utc(since), "reason": reason, "actor": actor})
 
     async def _record(
         self,

@@ -18,6 +18,7 @@ from api.stores import Stores, StoreUnavailable, redis_errors
 from live import portfolio as accounting
 from live.domain import Fill, Side
 from live.stores import redis_keys
+from live.wire import TRADES
 
 PROBE_TIMEOUT_SECONDS = 2.0
 
@@ -139,9 +140,8 @@ async def read_trades(
 async def read_trades_json(
     *, stores: Stores, limit: int, symbol: str | None = None, since: datetime | None = None
 ) -> bytes:
-    """`read_trades` as the response body, in the `Trade` shape without a model per row: the table's
-    constraints already guarantee what `Trade` checks (side, quantity > 0, UTC timestamps). Concurrent identical
-    requests share one query."""
+    """`read_trades` as the response body, validated and written by pydantic in one call for the whole page
+    (faster than building each row's dict by hand). Concurrent identical requests share one query."""
     return await stores.shared.read(
         ("trades", limit, symbol, since),
         partial(_trades_body, stores=stores, limit=limit, symbol=symbol, since=since),
@@ -150,28 +150,9 @@ async def read_trades_json(
 
 async def _trades_body(*, stores: Stores, limit: int, symbol: str | None, since: datetime | None) -> bytes:
     rows = await _trade_rows(stores=stores, limit=limit, symbol=symbol, since=since)
-    return json.dumps(
-        [
-            {
-                "id": fill_id,
-                "order_id": order_id,
-                "symbol": symbol_,
-                "side": side,
-                "quantity": quantity,
-                "price": float(price),
-                "fee": float(fee),
-                "timestamp": _iso_z(timestamp),
-                "signal_type": signal_type,
-                "realized_pnl": float(realized_pnl),
-            }
-            for fill_id, order_id, symbol_, side, quantity, price, fee, timestamp, signal_type, realized_pnl in rows
-        ],
-        separators=(",", ":"),
-    ).encode()
-
-
-def _iso_z(ts: datetime) -> str:
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return TRADES.dump_json(
+        TRADES.validate_python([dict(zip(_TRADE_COLUMNS, row, strict=True)) for row in rows])
+    )
 
 
 async def read_signals(

@@ -23,7 +23,7 @@ from api.reads import decode_json, read_portfolio
 from api.stores import Stores, StoreUnavailable
 from live.settings import Settings
 from live.stores import redis_keys
-from live.wire import EVENT_TYPES, portfolio_message
+from live.wire import EVENT_TYPES, PortfolioUpdate
 
 log = logging.getLogger("tradeos.api.ws")
 
@@ -150,7 +150,7 @@ async def initial_portfolio_message(*, stores: Stores, initial_cash: Decimal) ->
         portfolio = await read_portfolio(stores=stores, initial_cash=initial_cash)
     except StoreUnavailable:
         return None
-    return portfolio_message(portfolio.model_dump(mode="json"), timestamp=portfolio.timestamp)
+    return PortfolioUpdate.of(portfolio, timestamp=portfolio.timestamp).encode()
 
 
 async def _send_loop(websocket: WebSocket, subscriber: Subscriber) -> None:

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import overload
+
+from pydantic import TypeAdapter
 
 REGIMES: tuple[str, ...] = (
     "trending",
@@ -41,6 +44,24 @@ def require_utc(ts: datetime) -> datetime:
     if ts.tzinfo is None or ts.utcoffset() is None:
         raise ValueError(f"timestamp {ts.isoformat()} has no timezone")
     return ts.astimezone(UTC)
+
+
+_WIRE_TIME: TypeAdapter[datetime] = TypeAdapter(datetime)
+
+
+@overload
+def iso_utc(ts: datetime) -> str: ...
+@overload
+def iso_utc(ts: None) -> None: ...
+@overload
+def iso_utc(ts: datetime | None) -> str | None: ...
+def iso_utc(ts: datetime | None) -> str | None:
+    """The one way a time leaves the system (API, WebSocket, Redis, files): ISO 8601 in UTC with a `Z`,
+    microseconds only when there are some; None stays None (JSON null). It is pydantic's own datetime serialiser,
+    so a time written by hand is written exactly as the wire models (live/wire.py) write theirs."""
+    if ts is None:
+        return None
+    return str(_WIRE_TIME.dump_python(ts.astimezone(UTC), mode="json"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from live.domain import Fill, Side
+from live.domain import Fill, Side, iso_utc
 
 PRICE_QUANTUM = Decimal("0.0001")
 AVG_QUANTUM = Decimal("0.00000001")
@@ -189,7 +189,7 @@ class Portfolio:
             )
         value = self.total_value()
         return {
-            "timestamp": timestamp.isoformat().replace("+00:00", "Z") if timestamp else None,
+            "timestamp": iso_utc(timestamp),
             "total_value": float(value),
             "cash": float(self.cash),
             "unrealized_pnl": float(self.unrealized_pnl()),

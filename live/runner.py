@@ -26,7 +26,7 @@ import psycopg
 import redis
 
 from live.assembly import build_engine
-from live.domain import RiskEvent, TradingState
+from live.domain import RiskEvent, TradingState, iso_utc
 from live.engine import Engine, Outbox
 from live.feeds.base import Feed
 from live.feeds.replay import ReplayFeed
@@ -37,7 +37,7 @@ from live.risk.breakers import POSTGRES_UNREACHABLE
 from live.risk.checks import KILL_SWITCH_UNREACHABLE, TRADING_HALTED
 from live.settings import Settings
 from live.stores.postgres import FencedError, PostgresStore, apply_migrations
-from live.stores.redis_store import RedisStore, iso
+from live.stores.redis_store import RedisStore
 from live.wire import (
     fill_message,
     portfolio_json,
@@ -199,7 +199,7 @@ class EngineRunner:
         log.info(
             "recovered: %d fills, last bar %s, state %s, profile %s",
             len(fills),
-            iso(record.last_bar_ts),
+            iso_utc(record.last_bar_ts),
             engine.state.value,
             engine.profile.name,
         )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from live.domain import Bar
+from live.domain import Bar, iso_utc
 from live.feeds.base import FeedError
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("timestamp", "symbol", "open", "high", "low", "close", "volume")
@@ -293,4 +293,4 @@ def _check_order(micros: pl.Series, names: pl.Series, where: _Locator) -> None:
 
 
 def _iso(micros: int) -> str:
-    return (_EPOCH + timedelta(microseconds=micros)).isoformat().replace("+00:00", "Z")
+    return iso_utc(_EPOCH + timedelta(microseconds=micros))

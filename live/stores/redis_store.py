@@ -5,19 +5,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import redis
 
+from live.domain import iso_utc
 from live.stores import redis_keys as keys
-
-
-def iso(ts: datetime | None) -> str | None:
-    """ISO 8601 UTC with a Z, as every API response and event carries it."""
-    if ts is None:
-        return None
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class RedisStore:
@@ -52,7 +46,7 @@ class RedisStore:
             pipe.set(keys.KILL_SWITCH, "1")
         pipe.set(
             keys.TRADING_STATE,
-            json.dumps({"state": state, "since": iso(since), "reason": reason, "actor": actor}),
+            json.dumps({"state": state, "since": iso_utc(since), "reason": reason, "actor": actor}),
         )
         pipe.execute()
 
