@@ -10,10 +10,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache, partial
 
-from api.schemas import Health, Portfolio, Position, Signal, Trade
+from api.schemas import Health, Portfolio, Position, Signal
 from api.stores import Stores, StoreUnavailable, redis_errors
 from live import portfolio as accounting
-from live.domain import Fill
 from live.stores import record, redis_keys
 
 PROBE_TIMEOUT_SECONDS = 2.0
@@ -85,41 +84,17 @@ async def _portfolio_from_record(*, stores: Stores, initial_cash: Decimal) -> Po
 
 async def _recent_fills(
     *, stores: Stores, limit: int, symbol: str | None, since: datetime | None
-) -> list[Fill]:
+) -> list[record.book.FillRow]:
     async with stores.postgres() as conn:
         return await record.fetch_async(
             conn, record.book.recent_fills(limit=limit, symbol=symbol, since=since)
         )
 
 
-async def read_trades(
-    *, stores: Stores, limit: int, symbol: str | None = None, since: datetime | None = None
-) -> list[Trade]:
-    """Fills, newest first."""
-    fills = await _recent_fills(stores=stores, limit=limit, symbol=symbol, since=since)
-    return [
-        Trade.model_validate(
-            {
-                "id": f.id,
-                "order_id": f.order_id,
-                "symbol": f.symbol,
-                "side": f.side.value,
-                "quantity": f.quantity,
-                "price": f.price,
-                "fee": f.fee,
-                "timestamp": f.timestamp,
-                "signal_type": f.signal_type,
-                "realized_pnl": f.realized_pnl,
-            }
-        )
-        for f in fills
-    ]
-
-
 async def read_trades_json(
     *, stores: Stores, limit: int, symbol: str | None = None, since: datetime | None = None
 ) -> bytes:
-    """`read_trades` as the response body, in the `Trade` shape without a model per row: the table's
+    """Fills, newest first, as the response body in the `Trade` shape without a model per row: the table's
     constraints already guarantee what `Trade` checks (side, quantity > 0, UTC timestamps). Concurrent identical
     requests share one query."""
     return await stores.shared.read(
@@ -136,7 +111,7 @@ async def _trades_body(*, stores: Stores, limit: int, symbol: str | None, since:
                 "id": f.id,
                 "order_id": f.order_id,
                 "symbol": f.symbol,
-                "side": f.side.value,
+                "side": f.side,
                 "quantity": f.quantity,
                 "price": float(f.price),
                 "fee": float(f.fee),
@@ -168,7 +143,7 @@ async def read_signals(
     )
     async with stores.postgres() as conn:
         signals = await record.fetch_async(conn, query)
-    return [Signal.model_validate(s, from_attributes=True) for s in signals]
+    return [Signal.model_validate(s._asdict()) for s in signals]
 
 
 async def _probe(check: Awaitable[object]) -> bool:

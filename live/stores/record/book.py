@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from live.domain import EquitySnapshot, Fill, Order, OrderStatus, Side
 from live.stores.record.statements import (
@@ -32,18 +33,24 @@ ORDER_COLUMNS = (
     "updated_at",
 )
 
-FILL_COLUMNS = (
-    "id",
-    "order_id",
-    "timestamp",
-    "symbol",
-    "side",
-    "quantity",
-    "price",
-    "fee",
-    "signal_type",
-    "realized_pnl",
-)
+
+class FillRow(NamedTuple):
+    """A fill as its row reads, for serialising many at once: one costs a microsecond to build where a frozen
+    `Fill` costs eight, and `GET /trades` serialises up to a thousand per query."""
+
+    id: str
+    order_id: str
+    timestamp: datetime
+    symbol: str
+    side: str
+    quantity: int
+    price: Decimal
+    fee: Decimal
+    signal_type: str
+    realized_pnl: Decimal
+
+
+FILL_COLUMNS: tuple[str, ...] = FillRow._fields
 
 POSITION_COLUMNS = ("symbol", "quantity", "avg_price", "realized_pnl", "updated_at")
 
@@ -80,7 +87,7 @@ def fill_params(fill: Fill) -> Row:
 
 
 def fill_from_row(row: Row) -> Fill:
-    """A FILL_COLUMNS row as a fill."""
+    """A FILL_COLUMNS row (or a `FillRow`) as a fill."""
     fill_id, order_id, timestamp, symbol, side, quantity, price, fee, signal_type, realized_pnl = row
     return Fill(
         id=fill_id,
@@ -98,6 +105,10 @@ def fill_from_row(row: Row) -> Fill:
 
 def _fills(rows: list[Row]) -> list[Fill]:
     return [fill_from_row(row) for row in rows]
+
+
+def _fill_rows(rows: list[Row]) -> list[FillRow]:
+    return [FillRow._make(row) for row in rows]
 
 
 _FILLS_SELECT = f"SELECT {column_list(FILL_COLUMNS)} FROM fills"
@@ -119,12 +130,12 @@ def all_fills() -> Query[list[Fill]]:
 
 def recent_fills(
     *, limit: int, symbol: str | None = None, since: datetime | None = None
-) -> Query[list[Fill]]:
-    """Fills newest first, of one symbol and/or from `since` on when given."""
+) -> Query[list[FillRow]]:
+    """Fills newest first, of one symbol and/or from `since` on when given, as rows to serialise."""
     return Query(
         sql=_RECENT_FILLS[symbol is not None, since is not None],
         params={"symbol": symbol, "since": since, "limit": limit},
-        decode=_fills,
+        decode=_fill_rows,
     )
 
 

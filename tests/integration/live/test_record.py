@@ -110,15 +110,16 @@ async def test_recent_fills_are_newest_first_and_filtered_on_what_is_given(
     orders = [_order(1), _order(2, symbol="MSFT"), _order(3)]
     fills = [_fill(o) for o in orders]
     _record_fills(conn, orders, fills)
+    rows = [record.book.FillRow(*record.book.fill_params(f)) for f in fills]
 
-    assert record.fetch(conn, record.book.recent_fills(limit=10)) == fills[::-1]
-    assert record.fetch(conn, record.book.recent_fills(limit=1)) == [fills[2]]
+    assert record.fetch(conn, record.book.recent_fills(limit=10)) == rows[::-1]
+    assert record.fetch(conn, record.book.recent_fills(limit=1)) == [rows[2]]
     by_symbol = record.book.recent_fills(limit=10, symbol="AAPL")
-    assert await record.fetch_async(aconn, by_symbol) == [fills[2], fills[0]]
+    assert await record.fetch_async(aconn, by_symbol) == [rows[2], rows[0]]
     since = record.book.recent_fills(limit=10, since=fills[1].timestamp)
-    assert await record.fetch_async(aconn, since) == [fills[2], fills[1]]
+    assert await record.fetch_async(aconn, since) == [rows[2], rows[1]]
     both = record.book.recent_fills(limit=10, symbol="AAPL", since=fills[1].timestamp)
-    assert record.fetch(conn, both) == [fills[2]]
+    assert [record.book.fill_from_row(r) for r in record.fetch(conn, both)] == [fills[2]]
 
 
 def test_a_fill_written_twice_is_recorded_once(conn: psycopg.Connection[Any]) -> None:
