@@ -23,10 +23,11 @@ import psycopg
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.stores import Stores
+from live.stores import record
 
 log = logging.getLogger("tradeos.api.access")
 
-AccessRecord = tuple[datetime, str, str, int, float]
+AccessRecord = record.events.ApiRequestRow
 
 MAX_RECORDED_PATH = 512
 MAX_RECORDED_METHOD = 16
@@ -134,12 +135,7 @@ class AccessLogRecorder:
     async def _copy(self, rows: Sequence[AccessRecord]) -> None:
         assert self._stores is not None
         async with self._stores.postgres() as conn:
-            cursor = conn.cursor()
-            async with cursor.copy(
-                "COPY api_requests (timestamp, method, path, status, latency_ms) FROM STDIN"
-            ) as copy:
-                for row in rows:
-                    await copy.write_row(row)
+            await record.copy_async(conn, record.events.copy_api_requests(rows))
 
     async def _flush_forever(self) -> None:
         while not self._stopping.is_set():

@@ -21,17 +21,10 @@ import psycopg
 from api.reads import decode_json, heartbeat_ages, is_fresh
 from api.schemas import ProfileResponse, TradingStatus
 from api.stores import Stores, StoreUnavailable, redis_errors
-from live.domain import TradingState, iso_utc
-from live.stores import redis_keys
+from live.domain import ControlAction, TradingState, iso_utc
+from live.stores import record, redis_keys
 
 ACK_TIMEOUT_SECONDS = 2.0
-# pg_advisory_lock key serialising profile switches across API processes (any constant unique in the database).
-PROFILE_LOCK = 0x54524144454F_5066
-_STATE_OF_ACTION = {
-    "halt": TradingState.HALTED,
-    "resume": TradingState.ACTIVE,
-    "reduce": TradingState.REDUCE_ONLY,
-}
 
 
 class ControlError(Exception):
@@ -101,17 +94,15 @@ class TradingControl:
                 {**current.state, "status": current.state.get("state"), "profile": profile}
             )
         async with self._stores.postgres() as conn:
-            row = await (
-                await conn.execute(
-                    "SELECT action, timestamp, reason, actor FROM control_actions"
-                    " WHERE action IN ('halt', 'resume', 'reduce') ORDER BY id DESC LIMIT 1"
-                )
-            ).fetchone()
-        if row is None:
+            recorded = await record.fetch_async(conn, record.decisions.recorded_trading_state())
+        if recorded is None:
             return TradingStatus(status="active", profile=profile)
-        action, since, reason, actor = row
         return TradingStatus(
-            status=_STATE_OF_ACTION[action].value, since=since, reason=reason, actor=actor, profile=profile
+            status=recorded.state.value,
+            since=recorded.since,
+            reason=recorded.reason,
+            actor=recorded.actor,
+            profile=profile,
         )
 
     async def halt(self, *, actor: str, reason: str) -> TradingStatus:
@@ -227,14 +218,14 @@ class TradingControl:
     async def _profile_turn(self) -> AsyncIterator[psycopg.AsyncConnection]:
         """A connection holding the profile lock; released on exit (and by PostgreSQL if the connection dies)."""
         async with self._stores.postgres() as conn:
-            await conn.execute("SELECT pg_advisory_lock(%s)", (PROFILE_LOCK,))
+            await record.execute_async(conn, record.decisions.take_profile_lock())
             try:
                 yield conn
             finally:
                 # A connection back in the pool still holding the lock would block every later switch: if it
                 # cannot be unlocked, it is closed, and PostgreSQL releases the lock with the session.
                 try:
-                    await conn.execute("SELECT pg_advisory_unlock(%s)", (PROFILE_LOCK,))
+                    await record.execute_async(conn, record.decisions.release_profile_lock())
                 except psycopg.Error:
                     await conn.close()
                 except asyncio.CancelledError:
@@ -245,13 +236,9 @@ class TradingControl:
         self, conn: psycopg.AsyncConnection, *, redis_profile: bytes | str | None
     ) -> str:
         """The last profile on record (what the engine restores at start-up); before any, the engine's own."""
-        row = await (
-            await conn.execute(
-                "SELECT value FROM control_actions WHERE action = 'profile' ORDER BY id DESC LIMIT 1"
-            )
-        ).fetchone()
-        if row is not None:
-            return str(row[0])
+        recorded = await record.fetch_async(conn, record.decisions.recorded_profile())
+        if recorded is not None:
+            return recorded
         return _text(redis_profile) if redis_profile is not None else self._default_profile
 
     async def _redis_state(self) -> _RedisState:
@@ -273,24 +260,22 @@ class TradingControl:
         value: str = "",
         conn: psycopg.AsyncConnection | None = None,
     ) -> None:
-        statement = "INSERT INTO control_actions (timestamp, action, actor, reason, value) VALUES (%s, %s, %s, %s, %s)"
+        statement = record.decisions.insert_control_action(
+            ControlAction(timestamp=at, action=action, actor=actor, reason=reason, value=value)
+        )
         if conn is not None:
-            await conn.execute(statement, (at, action, actor, reason, value))
+            await record.execute_async(conn, statement)
             return
         async with self._stores.postgres() as own:
-            await own.execute(statement, (at, action, actor, reason, value))
+            await record.execute_async(own, statement)
 
     async def _recorded_profile(self) -> str:
         try:
             async with self._stores.postgres() as conn:
-                row = await (
-                    await conn.execute(
-                        "SELECT value FROM control_actions WHERE action = 'profile' ORDER BY id DESC LIMIT 1"
-                    )
-                ).fetchone()
+                recorded = await record.fetch_async(conn, record.decisions.recorded_profile())
         except StoreUnavailable:
-            row = None
-        return str(row[0]) if row else self._default_profile
+            recorded = None
+        return recorded if recorded is not None else self._default_profile
 
     async def _engine_alive(self) -> bool:
         return any(is_fresh(age) for age in (await heartbeat_ages(self._stores)).values())

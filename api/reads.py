@@ -9,15 +9,11 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import lru_cache, partial
-from typing import Any
 
-from psycopg.rows import dict_row
-
-from api.schemas import Health, Portfolio, Position, Signal, Trade
+from api.schemas import Health, Portfolio, Position, Signal
 from api.stores import Stores, StoreUnavailable, redis_errors
 from live import portfolio as accounting
-from live.domain import Fill, Side
-from live.stores import redis_keys
+from live.stores import record, redis_keys
 from live.wire import TRADES
 
 PROBE_TIMEOUT_SECONDS = 2.0
@@ -68,80 +64,39 @@ async def read_positions(*, stores: Stores, initial_cash: Decimal) -> list[Posit
 
 async def _portfolio_from_record(*, stores: Stores, initial_cash: Decimal) -> Portfolio:
     async with stores.postgres() as conn:
-        state = await (await conn.execute("SELECT initial_cash FROM engine_state WHERE id = 1")).fetchone()
-        cursor = conn.cursor(row_factory=dict_row)
-        await cursor.execute(
-            "SELECT id, order_id, timestamp, symbol, side, quantity, price, fee, signal_type, realized_pnl"
-            " FROM fills ORDER BY timestamp, id"
-        )
-        fills = [Fill(**{**row, "side": Side(row["side"])}) for row in await cursor.fetchall()]
-        await cursor.execute(
-            "SELECT DISTINCT ON (symbol) symbol, close FROM bars ORDER BY symbol, timestamp DESC"
-        )
-        closes = {row["symbol"]: row["close"] for row in await cursor.fetchall()}
-        await cursor.execute("SELECT timestamp, high_water_mark FROM equity ORDER BY timestamp DESC LIMIT 1")
-        last_equity = await cursor.fetchone()
-    book = accounting.Portfolio.from_fills(initial_cash=state[0] if state else initial_cash, fills=fills)
+        recorded_cash = await record.fetch_async(conn, record.lease.recorded_initial_cash())
+        fills = await record.fetch_async(conn, record.book.all_fills())
+        closes = await record.fetch_async(conn, record.market.last_closes())
+        last_equity = await record.fetch_async(conn, record.book.latest_equity())
+    book = accounting.Portfolio.from_fills(
+        initial_cash=recorded_cash if recorded_cash is not None else initial_cash, fills=fills
+    )
     for symbol, close in closes.items():
         book.mark(symbol, accounting.to_decimal(close))
     book.update_high_water_mark()
     timestamp = None
     if last_equity:
-        book.high_water_mark = max(book.high_water_mark, last_equity["high_water_mark"])
-        timestamp = last_equity["timestamp"]
+        book.high_water_mark = max(book.high_water_mark, last_equity.high_water_mark)
+        timestamp = last_equity.timestamp
     elif fills:
         timestamp = fills[-1].timestamp
     return Portfolio.model_validate(book.snapshot(timestamp))
 
 
-_TRADE_COLUMNS = (
-    "id",
-    "order_id",
-    "symbol",
-    "side",
-    "quantity",
-    "price",
-    "fee",
-    "timestamp",
-    "signal_type",
-    "realized_pnl",
-)
-_TRADES_SELECT = f"SELECT {', '.join(_TRADE_COLUMNS)} FROM fills"
-_TRADES_ORDER = " ORDER BY timestamp DESC, id DESC LIMIT %(limit)s"
-# One statement per combination of filters, so each is planned (and prepared) for what it filters on; with no
-# filter it is a backward scan of fills_timestamp_idx that stops after `limit` rows.
-_TRADES_QUERIES = {
-    (False, False): _TRADES_SELECT + _TRADES_ORDER,
-    (True, False): _TRADES_SELECT + " WHERE symbol = %(symbol)s" + _TRADES_ORDER,
-    (False, True): _TRADES_SELECT + " WHERE timestamp >= %(since)s" + _TRADES_ORDER,
-    (True, True): _TRADES_SELECT + " WHERE symbol = %(symbol)s AND timestamp >= %(since)s" + _TRADES_ORDER,
-}
-
-
-async def _trade_rows(
+async def _recent_fills(
     *, stores: Stores, limit: int, symbol: str | None, since: datetime | None
-) -> list[tuple[Any, ...]]:
+) -> list[record.book.FillRow]:
     async with stores.postgres() as conn:
-        cursor = await conn.execute(
-            _TRADES_QUERIES[symbol is not None, since is not None],
-            {"symbol": symbol, "since": since, "limit": limit},
+        return await record.fetch_async(
+            conn, record.book.recent_fills(limit=limit, symbol=symbol, since=since)
         )
-        return await cursor.fetchall()
-
-
-async def read_trades(
-    *, stores: Stores, limit: int, symbol: str | None = None, since: datetime | None = None
-) -> list[Trade]:
-    """Fills, newest first."""
-    rows = await _trade_rows(stores=stores, limit=limit, symbol=symbol, since=since)
-    return [Trade.model_validate(dict(zip(_TRADE_COLUMNS, row, strict=True))) for row in rows]
 
 
 async def read_trades_json(
     *, stores: Stores, limit: int, symbol: str | None = None, since: datetime | None = None
 ) -> bytes:
-    """`read_trades` as the response body, validated and written by pydantic in one call for the whole page
-    (faster than building each row's dict by hand). Concurrent identical requests share one query."""
+    """Fills, newest first, as the response body in the `Trade` shape, validated and written by pydantic in one
+    call for the whole page. Concurrent identical requests share one query."""
     return await stores.shared.read(
         ("trades", limit, symbol, since),
         partial(_trades_body, stores=stores, limit=limit, symbol=symbol, since=since),
@@ -149,10 +104,8 @@ async def read_trades_json(
 
 
 async def _trades_body(*, stores: Stores, limit: int, symbol: str | None, since: datetime | None) -> bytes:
-    rows = await _trade_rows(stores=stores, limit=limit, symbol=symbol, since=since)
-    return TRADES.dump_json(
-        TRADES.validate_python([dict(zip(_TRADE_COLUMNS, row, strict=True)) for row in rows])
-    )
+    fills = await _recent_fills(stores=stores, limit=limit, symbol=symbol, since=since)
+    return TRADES.dump_json(TRADES.validate_python([fill._asdict() for fill in fills]))
 
 
 async def read_signals(
@@ -164,18 +117,12 @@ async def read_signals(
     actionable: bool | None = None,
 ) -> list[Signal]:
     """Computed signal values, newest first."""
+    query = record.market.recent_signals(
+        limit=limit, signal_type=signal_type, symbol=symbol, actionable=actionable
+    )
     async with stores.postgres() as conn:
-        cursor = conn.cursor(row_factory=dict_row)
-        await cursor.execute(
-            "SELECT id, timestamp, symbol, signal_type, strength, horizon_bars, regime, actionable"
-            " FROM signals"
-            " WHERE (%(signal_type)s::text IS NULL OR signal_type = %(signal_type)s)"
-            " AND (%(symbol)s::text IS NULL OR symbol = %(symbol)s)"
-            " AND (%(actionable)s::boolean IS NULL OR actionable = %(actionable)s)"
-            " ORDER BY timestamp DESC, id DESC LIMIT %(limit)s",
-            {"signal_type": signal_type, "symbol": symbol, "actionable": actionable, "limit": limit},
-        )
-        return [Signal.model_validate(row) for row in await cursor.fetchall()]
+        signals = await record.fetch_async(conn, query)
+    return [Signal.model_validate(s._asdict()) for s in signals]
 
 
 async def _probe(check: Awaitable[object]) -> bool:

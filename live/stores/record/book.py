@@ -1,0 +1,267 @@
+"""The book's tables: `orders`, `fills` (what the book is rebuilt from), `positions` and `equity`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import NamedTuple
+
+from live.domain import EquitySnapshot, Fill, Order, OrderStatus, Side
+from live.stores.record.statements import (
+    Batch,
+    Copy,
+    Query,
+    Row,
+    column_list,
+    insert_sql,
+    optional_decimal,
+)
+
+ORDER_COLUMNS = (
+    "id",
+    "timestamp",
+    "symbol",
+    "side",
+    "quantity",
+    "signal_type",
+    "reduces_position",
+    "status",
+    "reason",
+    "tick_to_order_us",
+    "updated_at",
+)
+
+
+class FillRow(NamedTuple):
+    """A fill as its row reads, for serialising many at once: one costs a microsecond to build where a frozen
+    `Fill` costs eight, and `GET /trades` serialises up to a thousand per query."""
+
+    id: str
+    order_id: str
+    timestamp: datetime
+    symbol: str
+    side: str
+    quantity: int
+    price: Decimal
+    fee: Decimal
+    signal_type: str
+    realized_pnl: Decimal
+
+
+FILL_COLUMNS: tuple[str, ...] = FillRow._fields
+
+POSITION_COLUMNS = ("symbol", "quantity", "avg_price", "realized_pnl", "updated_at")
+
+EQUITY_COLUMNS = ("timestamp", "total_value", "cash", "high_water_mark")
+
+_ORDER_WRITTEN = ORDER_COLUMNS[:-1]
+
+_PENDING_ORDER_COLUMNS = (
+    "id",
+    "timestamp",
+    "symbol",
+    "side",
+    "quantity",
+    "signal_type",
+    "reduces_position",
+    "reason",
+)
+
+
+def fill_params(fill: Fill) -> Row:
+    """A fill as FILL_COLUMNS."""
+    return (
+        fill.id,
+        fill.order_id,
+        fill.timestamp,
+        fill.symbol,
+        fill.side.value,
+        fill.quantity,
+        fill.price,
+        fill.fee,
+        fill.signal_type,
+        fill.realized_pnl,
+    )
+
+
+def fill_from_row(row: Row) -> Fill:
+    """A FILL_COLUMNS row (or a `FillRow`) as a fill."""
+    fill_id, order_id, timestamp, symbol, side, quantity, price, fee, signal_type, realized_pnl = row
+    return Fill(
+        id=fill_id,
+        order_id=order_id,
+        timestamp=timestamp,
+        symbol=symbol,
+        side=Side(side),
+        quantity=quantity,
+        price=Decimal(price),
+        fee=Decimal(fee),
+        signal_type=signal_type,
+        realized_pnl=Decimal(realized_pnl),
+    )
+
+
+def _fills(rows: list[Row]) -> list[Fill]:
+    return [fill_from_row(row) for row in rows]
+
+
+def _fill_rows(rows: list[Row]) -> list[FillRow]:
+    return [FillRow._make(row) for row in rows]
+
+
+_FILLS_SELECT = f"SELECT {column_list(FILL_COLUMNS)} FROM fills"
+_NEWEST_FIRST = " ORDER BY timestamp DESC, id DESC LIMIT %(limit)s"
+# One statement per combination of filters, so each is planned (and prepared) for what it filters on; with no
+# filter it is a backward scan of fills_timestamp_idx that stops after `limit` rows.
+_RECENT_FILLS = {
+    (False, False): _FILLS_SELECT + _NEWEST_FIRST,
+    (True, False): _FILLS_SELECT + " WHERE symbol = %(symbol)s" + _NEWEST_FIRST,
+    (False, True): _FILLS_SELECT + " WHERE timestamp >= %(since)s" + _NEWEST_FIRST,
+    (True, True): _FILLS_SELECT + " WHERE symbol = %(symbol)s AND timestamp >= %(since)s" + _NEWEST_FIRST,
+}
+
+
+def all_fills() -> Query[list[Fill]]:
+    """Every fill in execution order: the book is rebuilt from these."""
+    return Query(sql=_FILLS_SELECT + " ORDER BY timestamp, id", decode=_fills)
+
+
+def recent_fills(
+    *, limit: int, symbol: str | None = None, since: datetime | None = None
+) -> Query[list[FillRow]]:
+    """Fills newest first, of one symbol and/or from `since` on when given, as rows to serialise."""
+    return Query(
+        sql=_RECENT_FILLS[symbol is not None, since is not None],
+        params={"symbol": symbol, "since": since, "limit": limit},
+        decode=_fill_rows,
+    )
+
+
+def insert_fills(fills: Iterable[Fill]) -> Batch:
+    """A fill already on record (a batch retried after a lost COMMIT reply) is left as it is."""
+    return Batch(
+        sql=insert_sql("fills", FILL_COLUMNS, " ON CONFLICT (id) DO NOTHING"),
+        rows=[fill_params(f) for f in fills],
+    )
+
+
+def order_params(order: Order, *, tick_to_order_us: float | None) -> Row:
+    """An order as the columns `insert_orders` writes."""
+    return (
+        order.id,
+        order.timestamp,
+        order.symbol,
+        order.side.value,
+        order.quantity,
+        order.signal_type,
+        order.reduces_position,
+        order.status.value,
+        order.reason,
+        tick_to_order_us,
+    )
+
+
+def pending_order_from_row(row: Row) -> Order:
+    """A row of `pending_orders` as the order the engine resubmits."""
+    order_id, timestamp, symbol, side, quantity, signal_type, reduces_position, reason = row
+    return Order(
+        id=order_id,
+        timestamp=timestamp,
+        symbol=symbol,
+        side=Side(side),
+        quantity=quantity,
+        signal_type=signal_type,
+        reduces_position=reduces_position,
+        reason=reason,
+    )
+
+
+def _pending_orders(rows: list[Row]) -> list[Order]:
+    return [pending_order_from_row(row) for row in rows]
+
+
+def pending_orders() -> Query[list[Order]]:
+    """Orders submitted and not yet filled, rejected or cancelled, in submission order (resubmitted at restart)."""
+    return Query(
+        sql=f"SELECT {column_list(_PENDING_ORDER_COLUMNS)} FROM orders"
+        " WHERE status = 'submitted' ORDER BY timestamp, id",
+        decode=_pending_orders,
+    )
+
+
+def insert_orders(orders: Iterable[Order], *, latencies_us: Mapping[str, float]) -> Batch:
+    """`latencies_us`: tick-to-order time of each order id the engine measured. An order id already on record
+    (a resubmission) is left as it is."""
+    return Batch(
+        sql=insert_sql("orders", _ORDER_WRITTEN, " ON CONFLICT (id) DO NOTHING"),
+        rows=[order_params(o, tick_to_order_us=latencies_us.get(o.id)) for o in orders],
+    )
+
+
+def update_order_statuses(updates: Iterable[tuple[str, OrderStatus]]) -> Batch:
+    """(order id, new status) of each order that filled, was rejected or cancelled."""
+    return Batch(
+        sql="UPDATE orders SET status = %s, updated_at = now() WHERE id = %s",
+        rows=[(status.value, order_id) for order_id, status in updates],
+    )
+
+
+def upsert_positions(
+    positions: Mapping[str, tuple[int, Decimal, Decimal]], *, updated_at: datetime | None
+) -> Batch:
+    """`positions`: (quantity, avg_price, realized_pnl) by symbol."""
+    return Batch(
+        sql=insert_sql("positions", POSITION_COLUMNS)
+        + " ON CONFLICT (symbol) DO UPDATE SET quantity = EXCLUDED.quantity,"
+        " avg_price = EXCLUDED.avg_price, realized_pnl = EXCLUDED.realized_pnl,"
+        " updated_at = EXCLUDED.updated_at",
+        rows=[(symbol, q, avg, realized, updated_at) for symbol, (q, avg, realized) in positions.items()],
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordedEquity:
+    """One equity row: the book's value at a bar, with the high-water mark in force then."""
+
+    timestamp: datetime
+    total_value: Decimal
+    cash: Decimal
+    high_water_mark: Decimal
+
+
+def _latest_equity(rows: list[Row]) -> RecordedEquity | None:
+    if not rows:
+        return None
+    timestamp, total_value, cash, high_water_mark = rows[0]
+    return RecordedEquity(
+        timestamp=timestamp,
+        total_value=Decimal(total_value),
+        cash=Decimal(cash),
+        high_water_mark=Decimal(high_water_mark),
+    )
+
+
+def latest_equity() -> Query[RecordedEquity | None]:
+    """The last equity row: the book rebuilt from the record keeps its high-water mark and time."""
+    return Query(
+        sql=f"SELECT {column_list(EQUITY_COLUMNS)} FROM equity ORDER BY timestamp DESC LIMIT 1",
+        decode=_latest_equity,
+    )
+
+
+def equity_before(*, before: datetime) -> Query[Decimal | None]:
+    """The last recorded total value before `before`; None when there is none."""
+    return Query(
+        sql="SELECT total_value FROM equity WHERE timestamp < %s ORDER BY timestamp DESC LIMIT 1",
+        params=(before,),
+        decode=optional_decimal,
+    )
+
+
+def copy_equity(snapshots: Sequence[EquitySnapshot], *, high_water_mark: Decimal) -> Copy:
+    """Text COPY rows of the equity snapshots (Decimals as written, one row per step)."""
+    hwm = str(high_water_mark)
+    text = "".join(f"{e.timestamp.isoformat()}\t{e.total_value}\t{e.cash}\t{hwm}\n" for e in snapshots)
+    return Copy(sql=f"COPY equity ({column_list(EQUITY_COLUMNS)}) FROM STDIN", chunks=(text.encode(),))

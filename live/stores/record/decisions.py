@@ -1,0 +1,90 @@
+"""`control_actions`: what operators and breakers decided, in order. The last halt, resume or reduce is the trading
+state in force after a restart, the last profile switch the profile; switches are made one at a time under a lock."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from live.domain import ControlAction, TradingState
+from live.stores.record.statements import (
+    Batch,
+    Query,
+    Row,
+    Statement,
+    insert_sql,
+    optional_str,
+)
+
+CONTROL_ACTION_COLUMNS = ("id", "timestamp", "action", "actor", "reason", "value")
+_CONTROL_ACTION_WRITTEN = CONTROL_ACTION_COLUMNS[1:]
+
+# pg_advisory_lock key serialising profile switches across API processes (any constant unique in the database).
+PROFILE_LOCK = 0x54524144454F_5066
+
+_STATE_OF_ACTION = {
+    "halt": TradingState.HALTED,
+    "resume": TradingState.ACTIVE,
+    "reduce": TradingState.REDUCE_ONLY,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordedTradingState:
+    """The trading state the last halt, resume or reduce on record put in force: who, why, since when."""
+
+    state: TradingState
+    actor: str
+    reason: str
+    since: datetime
+
+
+def control_action_params(action: ControlAction) -> Row:
+    return (action.timestamp, action.action, action.actor, action.reason, action.value)
+
+
+def insert_control_action(action: ControlAction) -> Statement:
+    return Statement(
+        sql=insert_sql("control_actions", _CONTROL_ACTION_WRITTEN), params=control_action_params(action)
+    )
+
+
+def insert_control_actions(actions: Iterable[ControlAction]) -> Batch:
+    return Batch(
+        sql=insert_sql("control_actions", _CONTROL_ACTION_WRITTEN),
+        rows=[control_action_params(a) for a in actions],
+    )
+
+
+def _trading_state(rows: list[Row]) -> RecordedTradingState | None:
+    if not rows:
+        return None
+    action, actor, reason, since = rows[0]
+    return RecordedTradingState(state=_STATE_OF_ACTION[action], actor=actor, reason=reason, since=since)
+
+
+def recorded_trading_state() -> Query[RecordedTradingState | None]:
+    """The state the last halt/resume/reduce on record put in force; None before any."""
+    return Query(
+        sql="SELECT action, actor, reason, timestamp FROM control_actions"
+        " WHERE action IN ('halt', 'resume', 'reduce') ORDER BY id DESC LIMIT 1",
+        decode=_trading_state,
+    )
+
+
+def recorded_profile() -> Query[str | None]:
+    """The profile of the last switch on record (what the engine restores at start-up); None before any."""
+    return Query(
+        sql="SELECT value FROM control_actions WHERE action = 'profile' ORDER BY id DESC LIMIT 1",
+        decode=optional_str,
+    )
+
+
+def take_profile_lock() -> Statement:
+    """Waits for, then holds for the session, the lock that makes profile switches one at a time."""
+    return Statement(sql="SELECT pg_advisory_lock(%s)", params=(PROFILE_LOCK,))
+
+
+def release_profile_lock() -> Statement:
+    return Statement(sql="SELECT pg_advisory_unlock(%s)", params=(PROFILE_LOCK,))

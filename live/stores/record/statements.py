@@ -1,0 +1,142 @@
+"""Statements as values, and the two ways to run them: on the engine's psycopg connection, or awaited on an
+API `AsyncConnection`. A statement carries its SQL text, its parameters and, for a query, how its rows become what
+the caller asked for, so both sides run the same text with the same mapping and differ only in `await`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+
+import psycopg
+
+T = TypeVar("T")
+Params = Sequence[Any] | Mapping[str, Any]
+Row = tuple[Any, ...]
+
+
+def column_list(columns: Iterable[str]) -> str:
+    return ", ".join(columns)
+
+
+def insert_sql(table: str, columns: Sequence[str], tail: str = "") -> str:
+    placeholders = ", ".join(["%s"] * len(columns))
+    return f"INSERT INTO {table} ({column_list(columns)}) VALUES ({placeholders}){tail}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Query(Generic[T]):
+    """A statement whose rows are read, and how they become what the caller asked for."""
+
+    sql: str
+    params: Params = ()
+    decode: Callable[[list[Row]], T]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Statement:
+    """A statement run once, nothing read back."""
+
+    sql: str
+    params: Params = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Batch:
+    """One statement run for each of `rows` (psycopg pipelines them)."""
+
+    sql: str
+    rows: Sequence[Params]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Copy:
+    """COPY ... FROM STDIN: `rows` are adapted by psycopg one by one; `chunks` are written as already encoded."""
+
+    sql: str
+    rows: Iterable[Sequence[Any]] = ()
+    chunks: Iterable[bytes] = ()
+
+
+SyncTarget = psycopg.Connection[Any] | psycopg.Cursor[Any]
+AsyncTarget = psycopg.AsyncConnection[Any] | psycopg.AsyncCursor[Any]
+
+
+def fetch(on: SyncTarget, query: Query[T]) -> T:
+    return query.decode(on.execute(query.sql, query.params).fetchall())
+
+
+async def fetch_async(on: AsyncTarget, query: Query[T]) -> T:
+    return query.decode(await (await on.execute(query.sql, query.params)).fetchall())
+
+
+def execute(on: SyncTarget, statement: Statement) -> None:
+    on.execute(statement.sql, statement.params)
+
+
+async def execute_async(on: AsyncTarget, statement: Statement) -> None:
+    await on.execute(statement.sql, statement.params)
+
+
+def execute_many(on: SyncTarget, batch: Batch) -> None:
+    if isinstance(on, psycopg.Cursor):
+        on.executemany(batch.sql, batch.rows)
+        return
+    with on.cursor() as cursor:
+        cursor.executemany(batch.sql, batch.rows)
+
+
+async def execute_many_async(on: AsyncTarget, batch: Batch) -> None:
+    if isinstance(on, psycopg.AsyncCursor):
+        await on.executemany(batch.sql, batch.rows)
+        return
+    async with on.cursor() as cursor:
+        await cursor.executemany(batch.sql, batch.rows)
+
+
+def copy(on: SyncTarget, statement: Copy) -> None:
+    if isinstance(on, psycopg.Connection):
+        with on.cursor() as cursor:
+            copy(cursor, statement)
+        return
+    with on.copy(statement.sql) as stream:
+        for row in statement.rows:
+            stream.write_row(row)
+        for chunk in statement.chunks:
+            stream.write(chunk)
+
+
+async def copy_async(on: AsyncTarget, statement: Copy) -> None:
+    if isinstance(on, psycopg.AsyncConnection):
+        async with on.cursor() as cursor:
+            await copy_async(cursor, statement)
+        return
+    async with on.copy(statement.sql) as stream:
+        for row in statement.rows:
+            await stream.write_row(row)
+        for chunk in statement.chunks:
+            await stream.write(chunk)
+
+
+def first_value(rows: list[Row]) -> Any:
+    return rows[0][0] if rows else None
+
+
+def exists(rows: list[Row]) -> bool:
+    return bool(rows)
+
+
+def optional_int(rows: list[Row]) -> int | None:
+    value = first_value(rows)
+    return int(value) if value is not None else None
+
+
+def optional_decimal(rows: list[Row]) -> Decimal | None:
+    value = first_value(rows)
+    return Decimal(value) if value is not None else None
+
+
+def optional_str(rows: list[Row]) -> str | None:
+    value = first_value(rows)
+    return str(value) if value is not None else None
