@@ -1,4 +1,4 @@
-"""The API's half of the control protocol (live/stores/redis_keys.py): record the operator's action in PostgreSQL,
+"""The API's half of the control protocol (live/control.py; keys in live/stores/redis_keys.py): record the operator's action in PostgreSQL,
 set the state in Redis, publish the command, and wait for the engine's acknowledgement when an engine is running.
 
 Ordering is chosen to fail closed: a halt sets the Redis kill switch before anything else (it is what the engine
@@ -9,7 +9,6 @@ and only then clears the kill switch, so a resume that cannot be recorded never 
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,9 +17,26 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from api.reads import decode_json, heartbeat_ages, is_fresh
+from api.reads import heartbeat_ages, is_fresh
 from api.schemas import ProfileResponse, TradingStatus
 from api.stores import Stores, StoreUnavailable, redis_errors
+from live.control import (
+    KILL_SWITCH_ON,
+    Command,
+    ControlMessageError,
+    Flatten,
+    Halt,
+    Reduce,
+    Resume,
+    SetProfile,
+    TradingStateRecord,
+    command_name,
+    decode_ack,
+    decode_trading_state,
+    encode_command,
+    encode_trading_state,
+    kill_switch_is_set,
+)
 from live.domain import TradingState
 from live.stores import redis_keys
 
@@ -54,20 +70,23 @@ class TradingHalted(ControlError):
     """The command would loosen a halt; only an explicit resume does that."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _RedisState:
     kill_switch: bool
-    state: dict[str, object] | None
+    posted: TradingStateRecord | None  # None when absent or not a valid record
+
+    @property
+    def state(self) -> TradingState | None:
+        return None if self.posted is None else self.posted.state
 
     @property
     def halted(self) -> bool:
-        return self.kill_switch or (self.state or {}).get("state") == TradingState.HALTED
+        return self.kill_switch or self.state is TradingState.HALTED
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _SentCommand:
-    command: str
-    command_id: str
+    command: Command
     engine_alive: bool
     listeners: int
 
@@ -76,8 +95,17 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _iso(ts: datetime) -> str:
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+def _posted(raw: bytes | str | None) -> TradingStateRecord | None:
+    if not raw:
+        return None
+    try:
+        return decode_trading_state(raw)
+    except ControlMessageError:
+        return None
+
+
+def _command_id() -> str:
+    return uuid.uuid4().hex
 
 
 class TradingControl:
@@ -96,13 +124,18 @@ class TradingControl:
         except StoreUnavailable:
             current, raw_profile = None, None
         profile = _text(raw_profile) if raw_profile else await self._recorded_profile()
-        if current and current.kill_switch and (current.state or {}).get("state") != TradingState.HALTED:
+        if current and current.kill_switch and current.state is not TradingState.HALTED:
             return TradingStatus(
                 status="halted", reason="kill switch set in Redis", actor="kill_switch", profile=profile
             )
-        if current and current.state:
-            return TradingStatus.model_validate(
-                {**current.state, "status": current.state.get("state"), "profile": profile}
+        if current and current.posted:
+            posted = current.posted
+            return TradingStatus(
+                status=posted.state.value,
+                since=posted.since,
+                reason=posted.reason,
+                actor=posted.actor,
+                profile=profile,
             )
         async with self._stores.postgres() as conn:
             row = await (
@@ -125,11 +158,11 @@ class TradingControl:
         already = False
         try:
             current = await self._redis_state()
-            already = (current.state or {}).get("state") == TradingState.HALTED
+            already = current.state is TradingState.HALTED
             async with redis_errors(), self._stores.redis.pipeline(transaction=True) as pipe:
-                pipe.set(redis_keys.KILL_SWITCH, "1")
+                pipe.set(redis_keys.KILL_SWITCH, KILL_SWITCH_ON)
                 if not already:
-                    pipe.set(redis_keys.TRADING_STATE, self._state_json("halted", now, reason, actor))
+                    pipe.set(redis_keys.TRADING_STATE, _state_json(TradingState.HALTED, now, reason, actor))
                 await pipe.execute()
         except StoreUnavailable as exc:
             redis_error = exc
@@ -137,7 +170,7 @@ class TradingControl:
             # The kill switch is set: the record and the engine's confirmation need not wait for each other.
             recorded, acknowledged = await asyncio.gather(
                 self._record_halt(already=already, actor=actor, reason=reason, at=now),
-                self._command("halt", actor=actor, reason=reason),
+                self._command(Halt(command_id=_command_id(), actor=actor, reason=reason)),
             )
             if isinstance(recorded, StoreUnavailable):
                 raise StoreUnavailable(
@@ -167,14 +200,13 @@ class TradingControl:
         """Recorded, kill switch cleared, engine told; the only way out of a halt. Idempotent."""
         now = datetime.now(UTC)
         current = await self._redis_state()
-        state = (current.state or {}).get("state")
-        if current.kill_switch or state != TradingState.ACTIVE:
+        if current.kill_switch or current.state is not TradingState.ACTIVE:
             await self._record(action="resume", actor=actor, reason=reason, at=now)
             async with redis_errors(), self._stores.redis.pipeline(transaction=True) as pipe:
                 pipe.delete(redis_keys.KILL_SWITCH)
-                pipe.set(redis_keys.TRADING_STATE, self._state_json("active", now, reason, actor))
+                pipe.set(redis_keys.TRADING_STATE, _state_json(TradingState.ACTIVE, now, reason, actor))
                 await pipe.execute()
-        acknowledged = await self._command("resume", actor=actor, reason=reason)
+        acknowledged = await self._command(Resume(command_id=_command_id(), actor=actor, reason=reason))
         return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
 
     async def reduce(self, *, actor: str, reason: str) -> TradingStatus:
@@ -185,13 +217,13 @@ class TradingControl:
             raise TradingHalted(
                 "trading is halted; resume first (POST /trading/resume), or flatten to close positions"
             )
-        if (current.state or {}).get("state") != TradingState.REDUCE_ONLY:
+        if current.state is not TradingState.REDUCE_ONLY:
             await self._record(action="reduce", actor=actor, reason=reason, at=now)
             async with redis_errors():
                 await self._stores.redis.set(
-                    redis_keys.TRADING_STATE, self._state_json("reduce_only", now, reason, actor)
+                    redis_keys.TRADING_STATE, _state_json(TradingState.REDUCE_ONLY, now, reason, actor)
                 )
-        acknowledged = await self._command("reduce", actor=actor, reason=reason)
+        acknowledged = await self._command(Reduce(command_id=_command_id(), actor=actor, reason=reason))
         return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
 
     async def flatten(self, *, actor: str, reason: str) -> TradingStatus:
@@ -199,7 +231,7 @@ class TradingControl:
         if not await self._engine_alive():
             raise EngineNotRunning("no engine is running (no fresh heartbeat): nothing can be flattened now")
         await self._record(action="flatten", actor=actor, reason=reason, at=datetime.now(UTC))
-        acknowledged = await self._command("flatten", actor=actor, reason=reason)
+        acknowledged = await self._command(Flatten(command_id=_command_id(), actor=actor, reason=reason))
         return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
 
     async def set_profile(self, *, actor: str, profile: str, reason: str) -> ProfileResponse:
@@ -223,7 +255,9 @@ class TradingControl:
                 )
             async with redis_errors():
                 await self._stores.redis.set(redis_keys.PROFILE, profile)
-            sent = await self._publish("profile", actor=actor, reason=reason, value=profile)
+            sent = await self._publish(
+                SetProfile(command_id=_command_id(), actor=actor, reason=reason, profile=profile)
+            )
         acknowledged = await self._acknowledged(sent)
         return ProfileResponse.model_validate({"profile": profile, "engine_acknowledged": acknowledged})
 
@@ -261,11 +295,7 @@ class TradingControl:
     async def _redis_state(self) -> _RedisState:
         async with redis_errors():
             kill, state = await self._stores.redis.mget([redis_keys.KILL_SWITCH, redis_keys.TRADING_STATE])
-        return _RedisState(kill_switch=kill == b"1", state=decode_json(state))
-
-    @staticmethod
-    def _state_json(state: str, since: datetime, reason: str, actor: str) -> str:
-        return json.dumps({"state": state, "since": _iso(since), "reason": reason, "actor": actor})
+        return _RedisState(kill_switch=kill_switch_is_set(kill), posted=_posted(state))
 
     async def _record(
         self,
@@ -299,26 +329,22 @@ class TradingControl:
     async def _engine_alive(self) -> bool:
         return any(is_fresh(age) for age in (await heartbeat_ages(self._stores)).values())
 
-    async def _command(self, command: str, *, actor: str, reason: str, value: str = "") -> bool:
+    async def _command(self, command: Command) -> bool:
         """Publishes the command; with an engine running, waits for its reply. False: no engine to tell."""
-        return await self._acknowledged(await self._publish(command, actor=actor, reason=reason, value=value))
+        return await self._acknowledged(await self._publish(command))
 
-    async def _publish(self, command: str, *, actor: str, reason: str, value: str = "") -> _SentCommand:
+    async def _publish(self, command: Command) -> _SentCommand:
         """Publishes the command to the engine (whose subscription receives commands in publish order)."""
         alive = await self._engine_alive()
-        command_id = uuid.uuid4().hex
-        message = json.dumps(
-            {"id": command_id, "command": command, "actor": actor, "reason": reason, "value": value}
-        )
         async with redis_errors():
             listeners = await self._stores.redis.publish(
-                redis_keys.control_channel(self._stores.redis_db), message
+                redis_keys.control_channel(self._stores.redis_db), encode_command(command)
             )
-        return _SentCommand(command=command, command_id=command_id, engine_alive=alive, listeners=listeners)
+        return _SentCommand(command=command, engine_alive=alive, listeners=listeners)
 
     async def _acknowledged(self, sent: _SentCommand) -> bool:
         """With an engine running, waits for its reply to `sent`. False: no engine to tell."""
-        command = sent.command
+        command = command_name(sent.command)
         if not sent.engine_alive:
             return False
         if sent.listeners == 0:
@@ -328,14 +354,21 @@ class TradingControl:
             )
         async with redis_errors():
             reply = await self._stores.redis.blpop(
-                [redis_keys.control_ack_key(sent.command_id)], timeout=ACK_TIMEOUT_SECONDS
+                [redis_keys.control_ack_key(sent.command.command_id)], timeout=ACK_TIMEOUT_SECONDS
             )
         if reply is None:
             raise EngineTimeout(
                 f"the engine did not confirm the {command} within {ACK_TIMEOUT_SECONDS:g} s; it is stored "
                 "and applies when the engine next reads its state"
             )
-        body = decode_json(reply[1]) or {}
-        if not body.get("ok"):
-            raise EngineRefused(f"the engine refused the {command}: {body.get('detail', 'no reason given')}")
+        try:
+            ack = decode_ack(reply[1], command_id=sent.command.command_id)
+        except ControlMessageError as exc:
+            raise EngineRefused(f"the engine's answer to the {command} is unreadable: {exc}") from None
+        if not ack.applied:
+            raise EngineRefused(f"the engine refused the {command}: {ack.detail or 'no reason given'}")
         return True
+
+
+def _state_json(state: TradingState, since: datetime, reason: str, actor: str) -> str:
+    return encode_trading_state(TradingStateRecord(state=state, since=since, reason=reason, actor=actor))

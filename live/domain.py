@@ -43,6 +43,13 @@ def require_utc(ts: datetime) -> datetime:
     return ts.astimezone(UTC)
 
 
+def iso(ts: datetime | None) -> str | None:
+    """ISO 8601 UTC with a Z, as every API response, event and Redis record carries it."""
+    if ts is None:
+        return None
+    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Bar:
     """One OHLCV bar of one symbol; `timestamp` is the bar's open time. `spread` is ask - bid at the close."""
