@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from api.reads import heartbeat_ages, is_fresh
+from api.reads import HEARTBEAT_KEYS, heartbeat_ages, heartbeat_ages_of, is_fresh
 from api.schemas import ProfileResponse, TradingStatus
 from api.stores import Stores, StoreUnavailable, redis_errors
 from live.control import (
@@ -74,6 +74,8 @@ class TradingHalted(ControlError):
 class _RedisState:
     kill_switch: bool
     posted: TradingStateRecord | None  # None when absent or not a valid record
+    profile: str | None
+    engine_alive: bool
 
     @property
     def state(self) -> TradingState | None:
@@ -118,12 +120,10 @@ class TradingControl:
     async def status(self) -> TradingStatus:
         """State from Redis (the kill switch wins); without Redis, from the latest recorded control action."""
         try:
-            current = await self._redis_state()
-            async with redis_errors():
-                raw_profile = await self._stores.redis.get(redis_keys.PROFILE)
+            current: _RedisState | None = await self._redis_state()
         except StoreUnavailable:
-            current, raw_profile = None, None
-        profile = _text(raw_profile) if raw_profile else await self._recorded_profile()
+            current = None
+        profile = (current and current.profile) or await self._recorded_profile()
         if current and current.kill_switch and current.state is not TradingState.HALTED:
             return TradingStatus(
                 status="halted", reason="kill switch set in Redis", actor="kill_switch", profile=profile
@@ -156,21 +156,26 @@ class TradingControl:
         now = datetime.now(UTC)
         redis_error: StoreUnavailable | None = None
         already = False
+        command = Halt(command_id=_command_id(), actor=actor, reason=reason)
         try:
             current = await self._redis_state()
             already = current.state is TradingState.HALTED
+            # One round trip, in this order: the kill switch (in force for the engine's next order from here),
+            # the state, then the command to the engine.
             async with redis_errors(), self._stores.redis.pipeline(transaction=True) as pipe:
                 pipe.set(redis_keys.KILL_SWITCH, KILL_SWITCH_ON)
                 if not already:
                     pipe.set(redis_keys.TRADING_STATE, _state_json(TradingState.HALTED, now, reason, actor))
-                await pipe.execute()
+                pipe.publish(redis_keys.control_channel(self._stores.redis_db), encode_command(command))
+                *_, listeners = await pipe.execute()
+            sent = _SentCommand(command=command, engine_alive=current.engine_alive, listeners=int(listeners))
         except StoreUnavailable as exc:
             redis_error = exc
         if redis_error is None:
             # The kill switch is set: the record and the engine's confirmation need not wait for each other.
             recorded, acknowledged = await asyncio.gather(
                 self._record_halt(already=already, actor=actor, reason=reason, at=now),
-                self._command(Halt(command_id=_command_id(), actor=actor, reason=reason)),
+                self._acknowledged(sent),
             )
             if isinstance(recorded, StoreUnavailable):
                 raise StoreUnavailable(
@@ -293,9 +298,17 @@ class TradingControl:
         return _text(redis_profile) if redis_profile is not None else self._default_profile
 
     async def _redis_state(self) -> _RedisState:
+        """The kill switch, the posted state, the profile and the engine's heartbeats, in one round trip."""
         async with redis_errors():
-            kill, state = await self._stores.redis.mget([redis_keys.KILL_SWITCH, redis_keys.TRADING_STATE])
-        return _RedisState(kill_switch=kill_switch_is_set(kill), posted=_posted(state))
+            kill, state, profile, *heartbeats = await self._stores.redis.mget(
+                [redis_keys.KILL_SWITCH, redis_keys.TRADING_STATE, redis_keys.PROFILE, *HEARTBEAT_KEYS]
+            )
+        return _RedisState(
+            kill_switch=kill_switch_is_set(kill),
+            posted=_posted(state),
+            profile=_text(profile) if profile else None,
+            engine_alive=any(is_fresh(age) for age in heartbeat_ages_of(heartbeats).values()),
+        )
 
     async def _record(
         self,

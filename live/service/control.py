@@ -180,7 +180,10 @@ class Housekeeping:
                         self._redis_back(pg)
                     if now >= next_poll:
                         next_poll = now + POLL_SECONDS
-                        if kill_switch_is_set(store.kill_switch()):
+                        halted = (
+                            self._book.engine.state is TradingState.HALTED
+                        )  # the switch stays set while halted
+                        if not halted and kill_switch_is_set(store.kill_switch()):
                             with self._book.command_turn() as engine:
                                 halt_by_kill_switch(engine, store.trading_state())
                     if now >= next_beat:
