@@ -129,14 +129,7 @@ class TradingControl:
                 status="halted", reason="kill switch set in Redis", actor="kill_switch", profile=profile
             )
         if current and current.posted:
-            posted = current.posted
-            return TradingStatus(
-                status=posted.state.value,
-                since=posted.since,
-                reason=posted.reason,
-                actor=posted.actor,
-                profile=profile,
-            )
+            return _status_of(current.posted, profile=profile)
         async with self._stores.postgres() as conn:
             row = await (
                 await conn.execute(
@@ -160,12 +153,15 @@ class TradingControl:
         try:
             current = await self._redis_state()
             already = current.state is TradingState.HALTED
+            halted = (
+                current.posted if current.posted and already else _halted(now, reason=reason, actor=actor)
+            )
             # One round trip, in this order: the kill switch (in force for the engine's next order from here),
             # the state, then the command to the engine.
             async with redis_errors(), self._stores.redis.pipeline(transaction=True) as pipe:
                 pipe.set(redis_keys.KILL_SWITCH, KILL_SWITCH_ON)
                 if not already:
-                    pipe.set(redis_keys.TRADING_STATE, _state_json(TradingState.HALTED, now, reason, actor))
+                    pipe.set(redis_keys.TRADING_STATE, encode_trading_state(halted))
                 pipe.publish(redis_keys.control_channel(self._stores.redis_db), encode_command(command))
                 *_, listeners = await pipe.execute()
             sent = _SentCommand(command=command, engine_alive=current.engine_alive, listeners=int(listeners))
@@ -182,7 +178,10 @@ class TradingControl:
                     "postgres",
                     "the kill switch is set and trading is halted, but the halt could not be recorded",
                 ) from recorded
-            return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
+            if current.profile is None:  # not posted yet: the status finds it in the record
+                return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
+            # What the pipeline above put in force: reading it back would cost the operator another round trip.
+            return _status_of(halted, profile=current.profile, engine_acknowledged=acknowledged)
         recorded = await self._record_halt(already=already, actor=actor, reason=reason, at=now)
         if isinstance(recorded, StoreUnavailable):
             raise StoreUnavailable("redis and postgres", recorded) from recorded
@@ -381,6 +380,23 @@ class TradingControl:
         if not ack.applied:
             raise EngineRefused(f"the engine refused the {command}: {ack.detail or 'no reason given'}")
         return True
+
+
+def _halted(since: datetime, *, reason: str, actor: str) -> TradingStateRecord:
+    return TradingStateRecord(state=TradingState.HALTED, since=since, reason=reason, actor=actor)
+
+
+def _status_of(
+    posted: TradingStateRecord, *, profile: str, engine_acknowledged: bool | None = None
+) -> TradingStatus:
+    return TradingStatus(
+        status=posted.state.value,
+        since=posted.since,
+        reason=posted.reason,
+        actor=posted.actor,
+        profile=profile,
+        engine_acknowledged=engine_acknowledged,
+    )
 
 
 def _state_json(state: TradingState, since: datetime, reason: str, actor: str) -> str:
