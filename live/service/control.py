@@ -50,6 +50,7 @@ _LISTEN_SECONDS = 0.1  # a message wakes the thread at once; this only bounds ho
 _HEARTBEAT_SECONDS = 0.5
 _MODEL_CHECK_SECONDS = 5.0
 _TICK_SECONDS = 0.05
+_REDIS_RETRY_SECONDS = 0.5  # while Redis is down: how often to try to reconcile with it
 
 
 def halt_by_kill_switch(engine: Engine, posted: TradingStateRecord | None) -> None:
@@ -171,12 +172,13 @@ class Housekeeping:
         """The thread: outlives any error."""
         store = RedisStore(self._redis_url)
         pg = PostgresStore(self._database_url)
-        next_poll = next_beat = next_model = 0.0
+        next_poll = next_beat = next_model = next_redis_retry = 0.0
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
                 try:
-                    if self._outages.redis_down:
+                    if self._outages.redis_down and now >= next_redis_retry:
+                        next_redis_retry = now + _REDIS_RETRY_SECONDS
                         self._redis_back(pg)
                     if now >= next_poll:
                         next_poll = now + POLL_SECONDS
