@@ -172,12 +172,17 @@ class Housekeeping:
         """The thread: outlives any error."""
         store = RedisStore(self._redis_url)
         pg = PostgresStore(self._database_url)
-        next_poll = next_beat = next_model = next_redis_retry = 0.0
+        next_poll = next_beat = next_model = 0.0
+        next_redis_retry: float | None = None  # while Redis is down: when to try it again
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
                 try:
-                    if self._outages.redis_down and now >= next_redis_retry:
+                    if not self._outages.redis_down:
+                        next_redis_retry = None
+                    elif next_redis_retry is None:
+                        next_redis_retry = now + _REDIS_RETRY_SECONDS  # not at once: it has only just gone
+                    elif now >= next_redis_retry:
                         next_redis_retry = now + _REDIS_RETRY_SECONDS
                         self._redis_back(pg)
                     if now >= next_poll:
