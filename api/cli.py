@@ -270,7 +270,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
     _configure_logging(settings)
     # The control thread (operator commands, the kill-switch poll) must get the GIL promptly from a busy engine.
     sys.setswitchinterval(0.001)
-    from live.runner import EngineRunner, RunnerOptions
+    from live.service import EngineRunner, RunnerOptions
 
     with _stores(settings) as (database_url, redis_url):
         resolved = settings.model_copy(update={"database_url": database_url, "redis_url": redis_url})

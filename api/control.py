@@ -1,4 +1,4 @@
-"""The API's half of the control protocol (live/stores/redis_keys.py): record the operator's action in PostgreSQL,
+"""The API's half of the control protocol (live/control.py; keys in live/stores/redis_keys.py): record the operator's action in PostgreSQL,
 set the state in Redis, publish the command, and wait for the engine's acknowledgement when an engine is running.
 
 Ordering is chosen to fail closed: a halt sets the Redis kill switch before anything else (it is what the engine
@@ -9,7 +9,6 @@ and only then clears the kill switch, so a resume that cannot be recorded never 
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,10 +17,27 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from api.reads import decode_json, heartbeat_ages, is_fresh
+from api.reads import HEARTBEAT_KEYS, heartbeat_ages, heartbeat_ages_of, is_fresh
 from api.schemas import ProfileResponse, TradingStatus
 from api.stores import Stores, StoreUnavailable, redis_errors
-from live.domain import ControlAction, TradingState, iso_utc
+from live.control import (
+    KILL_SWITCH_ON,
+    Command,
+    ControlMessageError,
+    Flatten,
+    Halt,
+    Reduce,
+    Resume,
+    SetProfile,
+    TradingStateRecord,
+    command_name,
+    decode_ack,
+    decode_trading_state,
+    encode_command,
+    encode_trading_state,
+    kill_switch_is_set,
+)
+from live.domain import ControlAction, TradingState
 from live.stores import record, redis_keys
 
 ACK_TIMEOUT_SECONDS = 2.0
@@ -47,26 +63,44 @@ class TradingHalted(ControlError):
     """The command would loosen a halt; only an explicit resume does that."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _RedisState:
     kill_switch: bool
-    state: dict[str, object] | None
+    posted: TradingStateRecord | None  # None when absent or not a valid record
+    profile: str | None
+    engine_alive: bool
+
+    @property
+    def state(self) -> TradingState | None:
+        return None if self.posted is None else self.posted.state
 
     @property
     def halted(self) -> bool:
-        return self.kill_switch or (self.state or {}).get("state") == TradingState.HALTED
+        return self.kill_switch or self.state is TradingState.HALTED
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _SentCommand:
-    command: str
-    command_id: str
+    command: Command
     engine_alive: bool
     listeners: int
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _posted(raw: bytes | str | None) -> TradingStateRecord | None:
+    if not raw:
+        return None
+    try:
+        return decode_trading_state(raw)
+    except ControlMessageError:
+        return None
+
+
+def _command_id() -> str:
+    return uuid.uuid4().hex
 
 
 class TradingControl:
@@ -79,20 +113,16 @@ class TradingControl:
     async def status(self) -> TradingStatus:
         """State from Redis (the kill switch wins); without Redis, from the latest recorded control action."""
         try:
-            current = await self._redis_state()
-            async with redis_errors():
-                raw_profile = await self._stores.redis.get(redis_keys.PROFILE)
+            current: _RedisState | None = await self._redis_state()
         except StoreUnavailable:
-            current, raw_profile = None, None
-        profile = _text(raw_profile) if raw_profile else await self._recorded_profile()
-        if current and current.kill_switch and (current.state or {}).get("state") != TradingState.HALTED:
+            current = None
+        profile = (current and current.profile) or await self._recorded_profile()
+        if current and current.kill_switch and current.state is not TradingState.HALTED:
             return TradingStatus(
                 status="halted", reason="kill switch set in Redis", actor="kill_switch", profile=profile
             )
-        if current and current.state:
-            return TradingStatus.model_validate(
-                {**current.state, "status": current.state.get("state"), "profile": profile}
-            )
+        if current and current.posted:
+            return _status_of(current.posted, profile=profile)
         async with self._stores.postgres() as conn:
             recorded = await record.fetch_async(conn, record.decisions.recorded_trading_state())
         if recorded is None:
@@ -110,28 +140,39 @@ class TradingControl:
         now = datetime.now(UTC)
         redis_error: StoreUnavailable | None = None
         already = False
+        command = Halt(command_id=_command_id(), actor=actor, reason=reason)
         try:
             current = await self._redis_state()
-            already = (current.state or {}).get("state") == TradingState.HALTED
+            already = current.state is TradingState.HALTED
+            halted = (
+                current.posted if current.posted and already else _halted(now, reason=reason, actor=actor)
+            )
+            # One round trip, in this order: the kill switch (in force for the engine's next order from here),
+            # the state, then the command to the engine.
             async with redis_errors(), self._stores.redis.pipeline(transaction=True) as pipe:
-                pipe.set(redis_keys.KILL_SWITCH, "1")
+                pipe.set(redis_keys.KILL_SWITCH, KILL_SWITCH_ON)
                 if not already:
-                    pipe.set(redis_keys.TRADING_STATE, self._state_json("halted", now, reason, actor))
-                await pipe.execute()
+                    pipe.set(redis_keys.TRADING_STATE, encode_trading_state(halted))
+                pipe.publish(redis_keys.control_channel(self._stores.redis_db), encode_command(command))
+                *_, listeners = await pipe.execute()
+            sent = _SentCommand(command=command, engine_alive=current.engine_alive, listeners=int(listeners))
         except StoreUnavailable as exc:
             redis_error = exc
         if redis_error is None:
             # The kill switch is set: the record and the engine's confirmation need not wait for each other.
             recorded, acknowledged = await asyncio.gather(
                 self._record_halt(already=already, actor=actor, reason=reason, at=now),
-                self._command("halt", actor=actor, reason=reason),
+                self._acknowledged(sent),
             )
             if isinstance(recorded, StoreUnavailable):
                 raise StoreUnavailable(
                     "postgres",
                     "the kill switch is set and trading is halted, but the halt could not be recorded",
                 ) from recorded
-            return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
+            if current.profile is None:  # not posted yet: the status finds it in the record
+                return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
+            # What the pipeline above put in force: reading it back would cost the operator another round trip.
+            return _status_of(halted, profile=current.profile, engine_acknowledged=acknowledged)
         recorded = await self._record_halt(already=already, actor=actor, reason=reason, at=now)
         if isinstance(recorded, StoreUnavailable):
             raise StoreUnavailable("redis and postgres", recorded) from recorded
@@ -154,14 +195,13 @@ class TradingControl:
         """Recorded, kill switch cleared, engine told; the only way out of a halt. Idempotent."""
         now = datetime.now(UTC)
         current = await self._redis_state()
-        state = (current.state or {}).get("state")
-        if current.kill_switch or state != TradingState.ACTIVE:
+        if current.kill_switch or current.state is not TradingState.ACTIVE:
             await self._record(action="resume", actor=actor, reason=reason, at=now)
             async with redis_errors(), self._stores.redis.pipeline(transaction=True) as pipe:
                 pipe.delete(redis_keys.KILL_SWITCH)
-                pipe.set(redis_keys.TRADING_STATE, self._state_json("active", now, reason, actor))
+                pipe.set(redis_keys.TRADING_STATE, _state_json(TradingState.ACTIVE, now, reason, actor))
                 await pipe.execute()
-        acknowledged = await self._command("resume", actor=actor, reason=reason)
+        acknowledged = await self._command(Resume(command_id=_command_id(), actor=actor, reason=reason))
         return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
 
     async def reduce(self, *, actor: str, reason: str) -> TradingStatus:
@@ -172,13 +212,13 @@ class TradingControl:
             raise TradingHalted(
                 "trading is halted; resume first (POST /trading/resume), or flatten to close positions"
             )
-        if (current.state or {}).get("state") != TradingState.REDUCE_ONLY:
+        if current.state is not TradingState.REDUCE_ONLY:
             await self._record(action="reduce", actor=actor, reason=reason, at=now)
             async with redis_errors():
                 await self._stores.redis.set(
-                    redis_keys.TRADING_STATE, self._state_json("reduce_only", now, reason, actor)
+                    redis_keys.TRADING_STATE, _state_json(TradingState.REDUCE_ONLY, now, reason, actor)
                 )
-        acknowledged = await self._command("reduce", actor=actor, reason=reason)
+        acknowledged = await self._command(Reduce(command_id=_command_id(), actor=actor, reason=reason))
         return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
 
     async def flatten(self, *, actor: str, reason: str) -> TradingStatus:
@@ -186,7 +226,7 @@ class TradingControl:
         if not await self._engine_alive():
             raise EngineNotRunning("no engine is running (no fresh heartbeat): nothing can be flattened now")
         await self._record(action="flatten", actor=actor, reason=reason, at=datetime.now(UTC))
-        acknowledged = await self._command("flatten", actor=actor, reason=reason)
+        acknowledged = await self._command(Flatten(command_id=_command_id(), actor=actor, reason=reason))
         return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
 
     async def set_profile(self, *, actor: str, profile: str, reason: str) -> ProfileResponse:
@@ -210,7 +250,9 @@ class TradingControl:
                 )
             async with redis_errors():
                 await self._stores.redis.set(redis_keys.PROFILE, profile)
-            sent = await self._publish("profile", actor=actor, reason=reason, value=profile)
+            sent = await self._publish(
+                SetProfile(command_id=_command_id(), actor=actor, reason=reason, profile=profile)
+            )
         acknowledged = await self._acknowledged(sent)
         return ProfileResponse.model_validate({"profile": profile, "engine_acknowledged": acknowledged})
 
@@ -242,13 +284,17 @@ class TradingControl:
         return _text(redis_profile) if redis_profile is not None else self._default_profile
 
     async def _redis_state(self) -> _RedisState:
+        """The kill switch, the posted state, the profile and the engine's heartbeats, in one round trip."""
         async with redis_errors():
-            kill, state = await self._stores.redis.mget([redis_keys.KILL_SWITCH, redis_keys.TRADING_STATE])
-        return _RedisState(kill_switch=kill == b"1", state=decode_json(state))
-
-    @staticmethod
-    def _state_json(state: str, since: datetime, reason: str, actor: str) -> str:
-        return json.dumps({"state": state, "since": iso_utc(since), "reason": reason, "actor": actor})
+            kill, state, profile, *heartbeats = await self._stores.redis.mget(
+                [redis_keys.KILL_SWITCH, redis_keys.TRADING_STATE, redis_keys.PROFILE, *HEARTBEAT_KEYS]
+            )
+        return _RedisState(
+            kill_switch=kill_switch_is_set(kill),
+            posted=_posted(state),
+            profile=_text(profile) if profile else None,
+            engine_alive=any(is_fresh(age) for age in heartbeat_ages_of(heartbeats).values()),
+        )
 
     async def _record(
         self,
@@ -280,26 +326,22 @@ class TradingControl:
     async def _engine_alive(self) -> bool:
         return any(is_fresh(age) for age in (await heartbeat_ages(self._stores)).values())
 
-    async def _command(self, command: str, *, actor: str, reason: str, value: str = "") -> bool:
+    async def _command(self, command: Command) -> bool:
         """Publishes the command; with an engine running, waits for its reply. False: no engine to tell."""
-        return await self._acknowledged(await self._publish(command, actor=actor, reason=reason, value=value))
+        return await self._acknowledged(await self._publish(command))
 
-    async def _publish(self, command: str, *, actor: str, reason: str, value: str = "") -> _SentCommand:
+    async def _publish(self, command: Command) -> _SentCommand:
         """Publishes the command to the engine (whose subscription receives commands in publish order)."""
         alive = await self._engine_alive()
-        command_id = uuid.uuid4().hex
-        message = json.dumps(
-            {"id": command_id, "command": command, "actor": actor, "reason": reason, "value": value}
-        )
         async with redis_errors():
             listeners = await self._stores.redis.publish(
-                redis_keys.control_channel(self._stores.redis_db), message
+                redis_keys.control_channel(self._stores.redis_db), encode_command(command)
             )
-        return _SentCommand(command=command, command_id=command_id, engine_alive=alive, listeners=listeners)
+        return _SentCommand(command=command, engine_alive=alive, listeners=listeners)
 
     async def _acknowledged(self, sent: _SentCommand) -> bool:
         """With an engine running, waits for its reply to `sent`. False: no engine to tell."""
-        command = sent.command
+        command = command_name(sent.command)
         if not sent.engine_alive:
             return False
         if sent.listeners == 0:
@@ -309,14 +351,38 @@ class TradingControl:
             )
         async with redis_errors():
             reply = await self._stores.redis.blpop(
-                [redis_keys.control_ack_key(sent.command_id)], timeout=ACK_TIMEOUT_SECONDS
+                [redis_keys.control_ack_key(sent.command.command_id)], timeout=ACK_TIMEOUT_SECONDS
             )
         if reply is None:
             raise EngineTimeout(
                 f"the engine did not confirm the {command} within {ACK_TIMEOUT_SECONDS:g} s; it is stored "
                 "and applies when the engine next reads its state"
             )
-        body = decode_json(reply[1]) or {}
-        if not body.get("ok"):
-            raise EngineRefused(f"the engine refused the {command}: {body.get('detail', 'no reason given')}")
+        try:
+            ack = decode_ack(reply[1], command_id=sent.command.command_id)
+        except ControlMessageError as exc:
+            raise EngineRefused(f"the engine's answer to the {command} is unreadable: {exc}") from None
+        if not ack.applied:
+            raise EngineRefused(f"the engine refused the {command}: {ack.detail or 'no reason given'}")
         return True
+
+
+def _halted(since: datetime, *, reason: str, actor: str) -> TradingStateRecord:
+    return TradingStateRecord(state=TradingState.HALTED, since=since, reason=reason, actor=actor)
+
+
+def _status_of(
+    posted: TradingStateRecord, *, profile: str, engine_acknowledged: bool | None = None
+) -> TradingStatus:
+    return TradingStatus(
+        status=posted.state.value,
+        since=posted.since,
+        reason=posted.reason,
+        actor=posted.actor,
+        profile=profile,
+        engine_acknowledged=engine_acknowledged,
+    )
+
+
+def _state_json(state: TradingState, since: datetime, reason: str, actor: str) -> str:
+    return encode_trading_state(TradingStateRecord(state=state, since=since, reason=reason, actor=actor))

@@ -141,7 +141,15 @@ async def _postgres_alive(stores: Stores) -> None:
 async def heartbeat_ages(stores: Stores) -> dict[str, float | None]:
     """Seconds since each engine service's last heartbeat (None: never seen)."""
     async with redis_errors():
-        values = await stores.redis.mget([redis_keys.heartbeat_key(s) for s in redis_keys.HEARTBEAT_SERVICES])
+        values = await stores.redis.mget(HEARTBEAT_KEYS)
+    return heartbeat_ages_of(values)
+
+
+HEARTBEAT_KEYS = [redis_keys.heartbeat_key(s) for s in redis_keys.HEARTBEAT_SERVICES]
+
+
+def heartbeat_ages_of(values: list[bytes | str | None]) -> dict[str, float | None]:
+    """The ages of the values of `HEARTBEAT_KEYS`, read in one MGET (alone, or with other keys)."""
     now = time.time()
     ages: dict[str, float | None] = {}
     for service, value in zip(redis_keys.HEARTBEAT_SERVICES, values, strict=True):

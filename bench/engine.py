@@ -35,7 +35,8 @@ from live.domain import Bar
 from live.engine import Engine
 from live.feeds.sim import SimFeed
 from live.profiles import get_profile
-from live.runner import EngineRunner, RunnerOptions
+from live.risk.kill_switch import KillSwitchGate
+from live.service import EngineRunner, RunnerOptions
 from live.settings import Settings
 from live.stores.postgres import PostgresStore
 
@@ -92,17 +93,17 @@ def pure(batches: list[list[Bar]], symbols: tuple[str, ...]) -> tuple[float, flo
 
 
 _WRITE_OUTBOX = PostgresStore.write_outbox
+_GATE = KillSwitchGate.__call__
 
 
-def _instrument(runner: EngineRunner) -> dict[str, float]:
+def _instrument() -> dict[str, float]:
     """Wall time spent in the kill-switch gate and in write_outbox (the rest is the engine and publishing)."""
     spent = {"gate": 0.0, "write_outbox": 0.0}
-    gate = runner._gate
 
-    def timed_gate() -> str | None:
+    def timed_gate(self: KillSwitchGate) -> str | None:
         t = time.perf_counter()
         try:
-            return gate()
+            return _GATE(self)
         finally:
             spent["gate"] += time.perf_counter() - t
 
@@ -113,7 +114,7 @@ def _instrument(runner: EngineRunner) -> dict[str, float]:
         finally:
             spent["write_outbox"] += time.perf_counter() - t
 
-    runner._gate = timed_gate  # type: ignore[method-assign]
+    KillSwitchGate.__call__ = timed_gate  # type: ignore[method-assign]
     PostgresStore.write_outbox = timed_write  # type: ignore[method-assign,assignment]
     return spent
 
@@ -129,7 +130,7 @@ def persisted(batches: list[list[Bar]], feed: SimFeed) -> tuple[float, list[floa
             redis_url=redis_url,
             options=RunnerOptions(speed=0),
         )
-        spent = _instrument(runner)
+        spent = _instrument()
         stop = threading.Event()
         thread = threading.Thread(target=runner.run, args=(stop,), name="bench-engine")
         thread.start()
@@ -158,6 +159,7 @@ def persisted(batches: list[list[Bar]], feed: SimFeed) -> tuple[float, list[floa
                 )
             }
         PostgresStore.write_outbox = _WRITE_OUTBOX  # type: ignore[method-assign]
+        KillSwitchGate.__call__ = _GATE  # type: ignore[method-assign]
         counts |= {f"seconds_in_{k}": round(v, 2) for k, v in spent.items()}
         counts["seconds_total"] = round(elapsed, 2)
         return runner.bars_processed / elapsed, latencies, counts

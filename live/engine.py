@@ -3,8 +3,8 @@
 Per cross-section (one timestamp): orders decided on the previous bar fill at this bar's open (the broker); the
 book is marked at the close; breakers are checked; the regime updates; the strategy records its signal values and
 says which positions it wants; the engine sizes them into orders, checks them and submits them to the broker.
-The engine is built from its ports by live/assembly.py; the runner (live/runner.py) feeds it, persists its outbox
-and moves commands in from operators.
+The engine is built from its ports by live/assembly.py; the service (live/service/) feeds it, persists its outbox
+and moves commands in from operators (`Engine.apply`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import overload
 
+from live.control import Command, CommandAck, Flatten, Halt, Reduce, Resume, SetProfile
 from live.domain import (
     Bar,
     ControlAction,
@@ -32,7 +33,7 @@ from live.domain import (
 )
 from live.execution.base import Broker, Execution
 from live.portfolio import Portfolio, to_decimal
-from live.profiles import Profile
+from live.profiles import Profile, get_profile
 from live.regime import DEFAULT_REGIME, RegimeClassifier, RegimeTracker, RuleBasedClassifier
 from live.risk import breakers
 from live.risk.checks import (
@@ -262,6 +263,34 @@ class Engine:
             )
         )
         return True
+
+    def apply(self, command: Command) -> CommandAck:
+        """An operator's command, already recorded by the API (so not recorded again), applied between two steps
+        and stamped with the wall clock; the answer says what is in force after it."""
+        refusal = ""
+        orders: tuple[str, ...] = ()
+        match command:
+            case Halt(actor=actor, reason=reason):
+                self.set_state(TradingState.HALTED, actor=actor, reason=reason, record=False)
+            case Resume(actor=actor, reason=reason):
+                self.set_state(TradingState.ACTIVE, actor=actor, reason=reason, record=False)
+            case Reduce(actor=actor, reason=reason):
+                self.set_state(TradingState.REDUCE_ONLY, actor=actor, reason=reason, record=False)
+            case Flatten():
+                orders = tuple(order.id for order in self.flatten())
+            case SetProfile(profile=name):
+                try:
+                    self.set_profile(get_profile(name))
+                except ValueError as exc:
+                    refusal = str(exc)
+        return CommandAck(
+            command_id=command.command_id,
+            applied=not refusal,
+            detail=refusal,
+            state=self.state,
+            profile=self.profile.name,
+            orders=orders,
+        )
 
     def restore_state(self, state: TradingState, *, actor: str, reason: str, since: datetime | None) -> None:
         """Sets the state found in the record at start-up, without recording it again."""

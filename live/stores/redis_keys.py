@@ -1,16 +1,19 @@
 """Names of everything TRADEOS keeps in Redis, shared by the engine and the API processes.
 
+The values of the control keys and channels are typed and encoded in live/control.py.
+
 Keys (per Redis DB):
-  tradeos:kill_switch            "1" = halted. Set by hand or by the API; only an explicit resume clears it.
-  tradeos:trading_state          JSON {"state": active|reduce_only|halted, "since", "reason", "actor"}
+  tradeos:kill_switch            set unless absent or "0" (written as "1"). Set by hand or by the API; only an
+                                 explicit resume clears it (`live.control.kill_switch_is_set`)
+  tradeos:trading_state          JSON {"state": active|reduce_only|halted, "since", "reason", "actor"} (TradingStateRecord)
   tradeos:profile                active profile name
   tradeos:portfolio              JSON portfolio snapshot (the GET /portfolio shape), written by the engine
   tradeos:heartbeat:<service>    wall-clock unix seconds of the service's last sign of life
                                  (services: signal_engine, execution)
-  tradeos:control_ack:<id>       list the engine LPUSHes its JSON reply to, for command <id>
+  tradeos:control_ack:<id>       list the engine LPUSHes its CommandAck to, for command <id>
 Channels (namespaced by DB index, since pub/sub ignores the DB):
   tradeos:<db>:events            every event as the WebSocket sends it: {"type", "data", "timestamp"}
-  tradeos:<db>:control           operator commands: {"id", "command", "actor", "reason", "value"}
+  tradeos:<db>:control           operator commands: {"id", "command", "actor", "reason", "value"} (live.control.Command)
 """
 
 from __future__ import annotations

@@ -1,16 +1,25 @@
-"""The engine's Redis adapter: kill switch, trading state, profile, snapshot, heartbeats, events, command acks."""
+"""The engine's Redis adapter: kill switch, trading state, profile, snapshot, heartbeats, events, command acks.
+
+What it reads and writes in the control keys is typed by the control protocol (live/control.py) and encoded there.
+"""
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterable, Mapping
-from datetime import datetime
-from typing import Any
+from collections.abc import Iterable
 
 import redis
 
-from live.domain import iso_utc
+from live.control import (
+    KILL_SWITCH_ON,
+    CommandAck,
+    ControlMessageError,
+    TradingStateRecord,
+    decode_trading_state,
+    encode_ack,
+    encode_trading_state,
+)
+from live.domain import TradingState
 from live.stores import redis_keys as keys
 
 
@@ -27,27 +36,28 @@ class RedisStore:
     def close(self) -> None:
         self.client.close()
 
-    def kill_switch_set(self) -> bool:
-        """Raises redis.RedisError when it cannot be read (the caller fails closed)."""
-        return self.client.get(keys.KILL_SWITCH) in (b"1", b"true")
+    def kill_switch(self) -> bytes | str | None:
+        """The raw value (read it with `live.control.kill_switch_is_set`). Raises redis.RedisError when it cannot
+        be read: the caller fails closed."""
+        value: bytes | str | None = self.client.get(keys.KILL_SWITCH)
+        return value
 
-    def trading_state(self) -> dict[str, Any] | None:
-        """The trading state as last posted (by the API or the engine); None if absent or unreadable JSON."""
+    def trading_state(self) -> TradingStateRecord | None:
+        """The trading state as last posted (by the API or the engine); None if absent or not a valid record."""
         raw = self.client.get(keys.TRADING_STATE)
-        try:
-            posted = json.loads(raw) if raw else None
-        except ValueError:
+        if not raw:
             return None
-        return posted if isinstance(posted, dict) else None
+        try:
+            return decode_trading_state(raw)
+        except ControlMessageError:
+            return None
 
-    def write_trading_state(self, *, state: str, actor: str, reason: str, since: datetime | None) -> None:
+    def write_trading_state(self, record: TradingStateRecord) -> None:
+        """Posts the state in force; a halt sets the kill switch with it (only an explicit resume clears it)."""
         pipe = self.client.pipeline()
-        if state == "halted":
-            pipe.set(keys.KILL_SWITCH, "1")
-        pipe.set(
-            keys.TRADING_STATE,
-            json.dumps({"state": state, "since": iso_utc(since), "reason": reason, "actor": actor}),
-        )
+        if record.state is TradingState.HALTED:
+            pipe.set(keys.KILL_SWITCH, KILL_SWITCH_ON)
+        pipe.set(keys.TRADING_STATE, encode_trading_state(record))
         pipe.execute()
 
     def write_profile(self, name: str) -> None:
@@ -68,9 +78,9 @@ class RedisStore:
             pipe.publish(self.events_channel, message)
         pipe.execute()
 
-    def ack(self, command_id: str, reply: Mapping[str, Any]) -> None:
-        key = keys.control_ack_key(command_id)
+    def ack(self, ack: CommandAck) -> None:
+        key = keys.control_ack_key(ack.command_id)
         pipe = self.client.pipeline()
-        pipe.lpush(key, json.dumps(reply))
+        pipe.lpush(key, encode_ack(ack))
         pipe.expire(key, 60)
         pipe.execute()

@@ -1,0 +1,289 @@
+"""The control protocol between the operator API and the engine, in one place: both processes use these types.
+
+- Commands (`Halt`, `Resume`, `Reduce`, `Flatten`, `SetProfile`), published on `tradeos:<db>:control` as
+  `{"id", "command", "actor", "reason", "value"}`; the engine dispatches on the command's type.
+- `CommandAck`, the engine's answer, pushed to `tradeos:control_ack:<id>`: `{"id", "ok", "detail", "state",
+  "profile", "orders"}`.
+- `TradingStateRecord`, the JSON in `tradeos:trading_state`: `{"state", "since", "reason", "actor"}`.
+- The kill-switch verdict on the value of `tradeos:kill_switch`: set unless the key is absent or holds `0`.
+
+Each has one encoder and one strict decoder: a message with an unknown field, a missing required field or a value of
+the wrong type raises `ControlMessageError` (a `ValueError`), never a `KeyError` further down.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from live.domain import TradingState, iso_utc, require_utc
+
+KILL_SWITCH_ON = (
+    "1"  # what the API and the engine write; any value but "0" reads as set (`kill_switch_is_set`)
+)
+DEFAULT_ACTOR = "api"  # a command that names nobody came from the API
+
+
+class ControlMessageError(ValueError):
+    """A control message that does not decode. `command_id` is set when the id itself could be read, so the engine
+    can still answer the sender (with a refusal) instead of letting it wait for the timeout."""
+
+    def __init__(self, detail: str, *, command_id: str | None = None) -> None:
+        super().__init__(detail)
+        self.command_id = command_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Halt:
+    """No order at all until an explicit resume (the closing orders of a flatten excepted)."""
+
+    command_id: str
+    actor: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resume:
+    """The only way out of a halt or reduce-only."""
+
+    command_id: str
+    actor: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reduce:
+    """Reduce-only: exits still managed, no new exposure."""
+
+    command_id: str
+    actor: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Flatten:
+    """Close every open position at market, also while halted; the trading state stays as it is."""
+
+    command_id: str
+    actor: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetProfile:
+    """Trade under another risk profile from the next decision on."""
+
+    command_id: str
+    actor: str
+    profile: str
+    reason: str = ""
+
+
+Command = Halt | Resume | Reduce | Flatten | SetProfile
+
+_NAME_OF: dict[type[Command], str] = {
+    Halt: "halt",
+    Resume: "resume",
+    Reduce: "reduce",
+    Flatten: "flatten",
+    SetProfile: "profile",
+}
+_STATE_COMMANDS: dict[str, type[Halt | Resume | Reduce | Flatten]] = {
+    "halt": Halt,
+    "resume": Resume,
+    "reduce": Reduce,
+    "flatten": Flatten,
+}
+_COMMAND_FIELDS = frozenset({"id", "command", "actor", "reason", "value"})
+
+
+def command_name(command: Command) -> str:
+    """The command's name on the wire and in `control_actions.action`."""
+    return _NAME_OF[type(command)]
+
+
+def encode_command(command: Command) -> str:
+    value = command.profile if isinstance(command, SetProfile) else ""
+    return json.dumps(
+        {
+            "id": command.command_id,
+            "command": command_name(command),
+            "actor": command.actor,
+            "reason": command.reason,
+            "value": value,
+        }
+    )
+
+
+def decode_command(raw: bytes | str) -> Command:
+    """The command in a control message. `actor` defaults to the API, `reason` and (but for a profile) `value` to
+    empty; a `value` on any other command is refused, as is an unknown command (with its id, so it is answered)."""
+    message = _object(raw, what="control message", allowed=_COMMAND_FIELDS)
+    command_id = _text(message, "id", required=True)
+    try:
+        name = _text(message, "command", required=True)
+        actor = _text(message, "actor") or DEFAULT_ACTOR
+        reason = _text(message, "reason")
+        value = _text(message, "value")
+        if name == "profile":
+            if not value:
+                raise ControlMessageError("a profile command needs a value (the profile's name)")
+            return SetProfile(command_id=command_id, actor=actor, reason=reason, profile=value)
+        variant = _STATE_COMMANDS.get(name)
+        if variant is None:
+            raise ControlMessageError(f"unknown command {name!r}")
+        if value:
+            raise ControlMessageError(f"a {name} command carries no value (got {value!r})")
+        return variant(command_id=command_id, actor=actor, reason=reason)
+    except ControlMessageError as exc:
+        raise ControlMessageError(str(exc), command_id=command_id) from None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandAck:
+    """The engine's answer to one command: applied or refused (and why), and what is in force after it."""
+
+    command_id: str
+    applied: bool
+    detail: str = ""
+    state: TradingState | None = None
+    profile: str | None = None
+    orders: tuple[str, ...] = ()  # the closing orders a flatten submitted
+
+
+_ACK_FIELDS = frozenset({"id", "ok", "detail", "state", "profile", "orders"})
+
+
+def encode_ack(ack: CommandAck) -> str:
+    return json.dumps(
+        {
+            "id": ack.command_id,
+            "ok": ack.applied,
+            "detail": ack.detail,
+            "state": None if ack.state is None else ack.state.value,
+            "profile": ack.profile,
+            "orders": list(ack.orders),
+        }
+    )
+
+
+def decode_ack(raw: bytes | str, *, command_id: str) -> CommandAck:
+    """The answer read from `command_id`'s ack key; only `ok` is required (an `id`, if present, must match)."""
+    message = _object(raw, what="command acknowledgement", allowed=_ACK_FIELDS)
+    if "id" in message and _text(message, "id") != command_id:
+        raise ControlMessageError(f"an acknowledgement of {message['id']!r} under the key of {command_id!r}")
+    applied = message.get("ok")
+    if not isinstance(applied, bool):
+        raise ControlMessageError(f"acknowledgement field 'ok' must be a boolean, not {applied!r}")
+    state = message.get("state")
+    profile = message.get("profile")
+    orders = message.get("orders", [])
+    if profile is not None and not isinstance(profile, str):
+        raise ControlMessageError(
+            f"acknowledgement field 'profile' must be a string or null, not {profile!r}"
+        )
+    if not isinstance(orders, list) or not all(isinstance(o, str) for o in orders):
+        raise ControlMessageError(f"acknowledgement field 'orders' must be a list of strings, not {orders!r}")
+    return CommandAck(
+        command_id=command_id,
+        applied=applied,
+        detail=_text(message, "detail"),
+        state=None if state is None else _state(state),
+        profile=profile,
+        orders=tuple(orders),
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TradingStateRecord:
+    """The trading state in force as posted in Redis (by the API for an operator, by the engine otherwise)."""
+
+    state: TradingState
+    since: datetime | None
+    reason: str = ""
+    actor: str = ""
+
+    def __post_init__(self) -> None:
+        if self.since is not None:
+            object.__setattr__(self, "since", require_utc(self.since))
+
+
+_STATE_FIELDS = frozenset({"state", "since", "reason", "actor"})
+
+
+def encode_trading_state(record: TradingStateRecord) -> str:
+    return json.dumps(
+        {
+            "state": record.state.value,
+            "since": iso_utc(record.since),
+            "reason": record.reason,
+            "actor": record.actor,
+        }
+    )
+
+
+def decode_trading_state(raw: bytes | str) -> TradingStateRecord:
+    message = _object(raw, what="trading state", allowed=_STATE_FIELDS)
+    if "state" not in message:
+        raise ControlMessageError("trading state without a 'state'")
+    since = message.get("since")
+    if since is not None and not isinstance(since, str):
+        raise ControlMessageError(f"trading state field 'since' must be an ISO 8601 string, not {since!r}")
+    try:
+        when = None if since is None else require_utc(datetime.fromisoformat(since))
+    except ValueError as exc:
+        raise ControlMessageError(f"trading state field 'since': {exc}") from None
+    return TradingStateRecord(
+        state=_state(message["state"]),
+        since=when,
+        reason=_text(message, "reason"),
+        actor=_text(message, "actor"),
+    )
+
+
+def kill_switch_is_set(raw: bytes | str | None) -> bool:
+    """The one reading of `tradeos:kill_switch`, for the engine and the API alike: set unless the key is absent or
+    holds `0`. Any other value (`1`, `true`, a typo) is set: a kill switch fails closed. Clearing it does not
+    resume trading; only an explicit resume does."""
+    if raw is None:
+        return False
+    value = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+    return value.strip() != "0"
+
+
+def _object(raw: bytes | str, *, what: str, allowed: frozenset[str]) -> Mapping[str, Any]:
+    try:
+        message = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ControlMessageError(f"{what} is not JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise ControlMessageError(f"{what} is not a JSON object")
+    unknown = sorted(set(message) - allowed)
+    if unknown:
+        raise ControlMessageError(f"{what} has unknown fields {unknown}")
+    return message
+
+
+def _text(message: Mapping[str, Any], field: str, *, required: bool = False) -> str:
+    if field not in message:
+        if required:
+            raise ControlMessageError(f"missing field {field!r}")
+        return ""
+    value = message[field]
+    if not isinstance(value, str):
+        raise ControlMessageError(f"field {field!r} must be a string, not {value!r}")
+    if required and not value:
+        raise ControlMessageError(f"field {field!r} is empty")
+    return value
+
+
+def _state(value: object) -> TradingState:
+    if not isinstance(value, str):
+        raise ControlMessageError(f"trading state must be a string, not {value!r}")
+    try:
+        return TradingState(value)
+    except ValueError:
+        raise ControlMessageError(f"unknown trading state {value!r}") from None
