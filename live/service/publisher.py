@@ -9,6 +9,7 @@ is back; a risk event is what an operator must see).
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from live.wire import (
     risk_event_message,
     signal_message,
 )
+
+log = logging.getLogger("tradeos.engine")
 
 SNAPSHOT_SECONDS = 0.25  # the snapshot is coalesced to a few a second, but follows every batch with fills
 _MAX_PENDING = 1000
@@ -68,6 +71,18 @@ def encode(event: Event) -> str:
             return signal_message(signal, signal_id=signal_id)
         case PortfolioUpdate(portfolio=portfolio, marked_at=marked_at):
             return portfolio_message(portfolio, timestamp=marked_at)
+
+
+def _encoded(events: Sequence[Event]) -> list[str]:
+    """The messages to send. An event the wire contract refuses (a value out of its range) is left out and logged:
+    it is already committed, and one bad message must not stop the engine thread or the others."""
+    messages = []
+    for event in events:
+        try:
+            messages.append(encode(event))
+        except ValueError as exc:  # pydantic's ValidationError
+            log.error("not published, refused by the wire contract: %r (%s)", event, exc)
+    return messages
 
 
 class Publisher:
@@ -111,7 +126,7 @@ class Publisher:
             snapshot = json.dumps(update.portfolio)
         if not self._outages.redis_down:
             try:
-                self._store.publish([encode(event) for event in outgoing], snapshot=snapshot)
+                self._store.publish(_encoded(outgoing), snapshot=snapshot)
             except redis.RedisError:
                 self._outages.redis_lost()
             else:

@@ -117,3 +117,25 @@ def test_a_wire_model_writes_its_times_as_iso_utc_does() -> None:
         written = json.loads(_Stamped(at=instant).model_dump_json())["at"]
 
         assert written == iso_utc(instant) == _previous_format(instant)
+
+
+def test_an_event_the_wire_contract_refuses_is_left_out_and_the_others_are_published(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from live.service.publisher import PublishedSignal, _encoded
+
+    at = datetime(2024, 1, 2, tzinfo=UTC)
+    fields = {
+        "timestamp": at,
+        "symbol": "AAPL",
+        "signal_type": "momentum",
+        "horizon_bars": 30,
+        "regime": "trending",
+    }
+    out_of_range = PublishedSignal(signal=Signal(strength=1.5, **fields), signal_id=1)
+    fine = PublishedSignal(signal=Signal(strength=0.5, **fields), signal_id=2)
+
+    messages = _encoded([out_of_range, fine])
+
+    assert [json.loads(m)["data"]["id"] for m in messages] == [2]
+    assert "refused by the wire contract" in caplog.text

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -62,13 +62,12 @@ def _answers(port: int, token: str) -> bool:
     return response.status_code in (200, 503)
 
 
-async def _fill_ids(ws: ClientConnection, count: int) -> list[str]:
-    ids: list[str] = []
-    while len(ids) < count:
+async def _collect_fill_ids(ws: ClientConnection, ids: list[str], *, until: Callable[[], bool]) -> None:
+    while not until():
+        assert len(ids) < 10_000, "the two connections never saw the same fills"
         message = json.loads(await asyncio.wait_for(ws.recv(), 60))
         if message["type"] == "fill":
             ids.append(message["data"]["id"])
-    return ids
 
 
 @pytest.mark.usefixtures("engine")
@@ -200,7 +199,21 @@ async def test_two_api_processes_deliver_the_same_fills(
             connect(f"{api.ws_url}?token={token}", max_size=None) as first,
             connect(f"ws://127.0.0.1:{port}/ws?token={token}", max_size=None) as second,
         ):
-            first_ids, second_ids = await asyncio.gather(_fill_ids(first, 30), _fill_ids(second, 30))
+            # At --speed 0, 30 fills can pass while the second handshake completes: the first connection reads
+            # on until it has also seen 30 fills from the second's first one (both read all along, so neither
+            # is dropped as a slow client).
+            first_ids: list[str] = []
+            second_ids: list[str] = []
+
+            def first_caught_up() -> bool:
+                if not second_ids or second_ids[0] not in first_ids:
+                    return False
+                return len(first_ids) - first_ids.index(second_ids[0]) >= 30
+
+            await asyncio.gather(
+                _collect_fill_ids(first, first_ids, until=first_caught_up),
+                _collect_fill_ids(second, second_ids, until=lambda: len(second_ids) >= 30),
+            )
 
     # The two connections opened a moment apart: compare from the first fill both saw.
     common = next(fill_id for fill_id in second_ids if fill_id in first_ids)
