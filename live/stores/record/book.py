@@ -265,3 +265,85 @@ def copy_equity(snapshots: Sequence[EquitySnapshot], *, high_water_mark: Decimal
     hwm = str(high_water_mark)
     text = "".join(f"{e.timestamp.isoformat()}\t{e.total_value}\t{e.cash}\t{hwm}\n" for e in snapshots)
     return Copy(sql=f"COPY equity ({column_list(EQUITY_COLUMNS)}) FROM STDIN", chunks=(text.encode(),))
+
+
+class EquityPoint(NamedTuple):
+    """One point of the equity curve as drawn: the last row of its time bucket."""
+
+    timestamp: datetime
+    total_value: Decimal
+    high_water_mark: Decimal
+
+
+def _equity_points(rows: list[Row]) -> list[EquityPoint]:
+    return [EquityPoint._make(row) for row in rows]
+
+
+def equity_curve(*, points: int) -> Query[list[EquityPoint]]:
+    """The whole equity history cut into at most `points` equal time buckets, the last row of each, oldest
+    first: a screen draws a month of one-minute rows (43,200) from a few hundred points, read in one scan."""
+    return Query(
+        sql="WITH span AS (SELECT extract(epoch FROM min(timestamp)) AS lo,"
+        " extract(epoch FROM max(timestamp)) AS hi FROM equity)"
+        " SELECT timestamp, total_value, high_water_mark FROM ("
+        " SELECT DISTINCT ON (bucket) timestamp, total_value, high_water_mark FROM ("
+        " SELECT e.timestamp, e.total_value, e.high_water_mark,"
+        " width_bucket(extract(epoch FROM e.timestamp), span.lo, span.hi + 1, %(points)s) AS bucket"
+        " FROM equity e CROSS JOIN span) AS bucketed ORDER BY bucket, timestamp DESC) AS last_of_bucket"
+        " ORDER BY timestamp",
+        params={"points": points},
+        decode=_equity_points,
+    )
+
+
+class RejectedOrder(NamedTuple):
+    """An order the risk checks (or the broker) refused, and why."""
+
+    id: str
+    timestamp: datetime
+    symbol: str
+    side: str
+    quantity: int
+    signal_type: str
+    reason: str
+
+
+def _rejected(rows: list[Row]) -> list[RejectedOrder]:
+    return [RejectedOrder._make(row) for row in rows]
+
+
+def recent_rejections(*, limit: int) -> Query[list[RejectedOrder]]:
+    """Rejected orders, newest first."""
+    return Query(
+        sql=f"SELECT {column_list(RejectedOrder._fields)} FROM orders WHERE status = 'rejected'"
+        " ORDER BY timestamp DESC, id DESC LIMIT %(limit)s",
+        params={"limit": limit},
+        decode=_rejected,
+    )
+
+
+class PositionEntry(NamedTuple):
+    """How an open position was entered: its last position-increasing fill's order, the signal type that drove it
+    and that signal's horizon (the strategy holds at least that many bars before it may exit)."""
+
+    symbol: str
+    entered_at: datetime
+    signal_type: str
+    horizon_bars: int | None
+
+
+def _entries(rows: list[Row]) -> dict[str, PositionEntry]:
+    return {row[0]: PositionEntry._make(row) for row in rows}
+
+
+def open_position_entries() -> Query[dict[str, PositionEntry]]:
+    """Per open position (non-zero quantity), its entry; symbols whose entry is not on record are absent."""
+    return Query(
+        sql="SELECT p.symbol, o.timestamp, o.signal_type, s.horizon_bars FROM positions p"
+        " CROSS JOIN LATERAL (SELECT timestamp, signal_type FROM orders WHERE orders.symbol = p.symbol"
+        " AND status = 'filled' AND NOT reduces_position ORDER BY timestamp DESC LIMIT 1) o"
+        " LEFT JOIN LATERAL (SELECT horizon_bars FROM signals WHERE signals.timestamp = o.timestamp"
+        " AND signals.symbol = p.symbol AND signals.signal_type = o.signal_type LIMIT 1) s ON true"
+        " WHERE p.quantity <> 0",
+        decode=_entries,
+    )
