@@ -95,6 +95,8 @@ def live_service(*, sim_days: float, extra: tuple[str, ...] = ()) -> Iterator[Li
             str(api_port),
             "--metrics-port",
             str(metrics_port),
+            "--dashboard-port",
+            str(free_port()),
             *extra,
         ]
         log_path = Path(home) / "service.log"
