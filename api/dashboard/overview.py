@@ -93,7 +93,7 @@ class Overview(_Frozen):
     """`GET /dashboard/overview`: the record behind the screen's panels, newest first except the equity curve."""
 
     profiles: dict[str, ProfileLimits]
-    equity_curve: list[EquityPoint] = Field(description=f"Oldest first, at most {EQUITY_POINTS} points.")
+    equity_curve: list[EquityPoint] = Field(description=f"Oldest first, at most {EQUITY_POINTS + 1} points.")
     start_of_day_value: float | None = Field(
         description="Total value at the last mark before the engine clock's current UTC day (daily loss base)."
     )

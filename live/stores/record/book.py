@@ -280,17 +280,17 @@ def _equity_points(rows: list[Row]) -> list[EquityPoint]:
 
 
 def equity_curve(*, points: int) -> Query[list[EquityPoint]]:
-    """The whole equity history cut into at most `points` equal time buckets, the last row of each, oldest
-    first: a screen draws a month of one-minute rows (43,200) from a few hundred points, read in one scan."""
+    """The equity history cut into `points` equal intervals: its first row and the last row at or before each
+    interval's end, oldest first. A screen draws a month of one-minute rows (43,200) from a few hundred points,
+    each found by one probe of the primary key's index rather than a scan of the table."""
     return Query(
-        sql="WITH span AS (SELECT extract(epoch FROM min(timestamp)) AS lo,"
-        " extract(epoch FROM max(timestamp)) AS hi FROM equity)"
-        " SELECT timestamp, total_value, high_water_mark FROM ("
-        " SELECT DISTINCT ON (bucket) timestamp, total_value, high_water_mark FROM ("
-        " SELECT e.timestamp, e.total_value, e.high_water_mark,"
-        " width_bucket(extract(epoch FROM e.timestamp), span.lo, span.hi + 1, %(points)s) AS bucket"
-        " FROM equity e CROSS JOIN span) AS bucketed ORDER BY bucket, timestamp DESC) AS last_of_bucket"
-        " ORDER BY timestamp",
+        sql="WITH span AS (SELECT min(timestamp) AS lo, max(timestamp) AS hi FROM equity),"
+        " edges AS (SELECT lo + (hi - lo) * step / %(points)s AS edge FROM span,"
+        " generate_series(0, %(points)s) AS step)"
+        " SELECT DISTINCT e.timestamp, e.total_value, e.high_water_mark FROM edges"
+        " CROSS JOIN LATERAL (SELECT timestamp, total_value, high_water_mark FROM equity"
+        " WHERE timestamp <= edges.edge ORDER BY timestamp DESC LIMIT 1) AS e"
+        " ORDER BY e.timestamp",
         params={"points": points},
         decode=_equity_points,
     )
@@ -340,8 +340,9 @@ def open_position_entries() -> Query[dict[str, PositionEntry]]:
     """Per open position (non-zero quantity), its entry; symbols whose entry is not on record are absent."""
     return Query(
         sql="SELECT p.symbol, o.timestamp, o.signal_type, s.horizon_bars FROM positions p"
-        " CROSS JOIN LATERAL (SELECT timestamp, signal_type FROM orders WHERE orders.symbol = p.symbol"
-        " AND status = 'filled' AND NOT reduces_position ORDER BY timestamp DESC LIMIT 1) o"
+        " JOIN (SELECT DISTINCT ON (symbol) symbol, timestamp, signal_type FROM orders"
+        " WHERE status = 'filled' AND NOT reduces_position ORDER BY symbol, timestamp DESC) o"
+        " ON o.symbol = p.symbol"
         " LEFT JOIN LATERAL (SELECT horizon_bars FROM signals WHERE signals.timestamp = o.timestamp"
         " AND signals.symbol = p.symbol AND signals.signal_type = o.signal_type LIMIT 1) s ON true"
         " WHERE p.quantity <> 0",
