@@ -91,16 +91,16 @@ def _first_paint_ms(page: Page, url: str) -> float:
     return float(page.evaluate("performance.getEntriesByName('tradeos:first-paint')[0].startTime"))
 
 
-_OBSERVE_FILLS = """() => {
+_OBSERVE_FILLS = """(marker) => {
   window.__rowTimes = {};
   new MutationObserver((records) => {
     const now = Date.now();
     for (const record of records) for (const node of record.addedNodes) {
       const key = node.dataset && node.dataset.key;
-      if (key && key.startsWith('%s') && !(key in window.__rowTimes)) window.__rowTimes[key] = now;
+      if (key && key.startsWith(marker) && !(key in window.__rowTimes)) window.__rowTimes[key] = now;
     }
   }).observe(document.querySelector('#fills tbody'), {childList: true});
-}""" % MARKER
+}"""
 
 
 def _fill_message(seq: int) -> str:
@@ -122,7 +122,7 @@ def _fill_message(seq: int) -> str:
 def _fill_to_row_ms(page: Page, service: LiveService) -> list[float]:
     page.goto(service.dashboard_url + "/")
     page.wait_for_function("document.querySelector('#link').textContent === 'live'", timeout=30_000)
-    page.evaluate(_OBSERVE_FILLS)
+    page.evaluate(_OBSERVE_FILLS, MARKER)
     publisher = redis.Redis.from_url(service.redis_url)
     channel = redis_keys.events_channel(service.redis_db)
     sent: dict[str, float] = {}

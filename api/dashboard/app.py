@@ -105,8 +105,8 @@ async def asset(name: str) -> Response:
 
 
 @router.get("/dashboard/overview", response_model=Overview)
-async def overview(stores: StoresDep) -> Overview:
-    return await read_overview(stores=stores)
+async def overview(stores: StoresDep, settings: SettingsDep) -> Overview:
+    return await read_overview(stores=stores, initial_cash=settings.initial_cash)
 
 
 @router.get("/dashboard/signal-ic", response_model=SignalsMetrics | None)

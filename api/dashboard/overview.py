@@ -95,7 +95,8 @@ class Overview(_Frozen):
     profiles: dict[str, ProfileLimits]
     equity_curve: list[EquityPoint] = Field(description=f"Oldest first, at most {EQUITY_POINTS + 1} points.")
     start_of_day_value: float | None = Field(
-        description="Total value at the last mark before the engine clock's current UTC day (daily loss base)."
+        description="Total value at the last mark before the engine clock's current UTC day, or the initial cash "
+        "on the first day: the base of the day's loss, as the engine measures it. Null before the first mark."
     )
     entries: list[PositionEntry]
     rejections: list[Rejection]
@@ -126,7 +127,7 @@ async def _heartbeats(stores: Stores) -> dict[str, float | None]:
         return {}
 
 
-async def read_overview(*, stores: Stores) -> Overview:
+async def read_overview(*, stores: Stores, initial_cash: Decimal) -> Overview:
     """One PostgreSQL connection, a handful of bounded queries; the health probes and heartbeats meanwhile."""
     beats = asyncio.ensure_future(_heartbeats(stores))
     health = asyncio.ensure_future(probe_health(stores=stores))
@@ -134,11 +135,12 @@ async def read_overview(*, stores: Stores) -> Overview:
         curve = await record.fetch_async(conn, record.book.equity_curve(points=EQUITY_POINTS))
         day_start = None
         if curve:
+            # As the engine measures the day's loss (PostgresStore.start_of_day_value): from the last value before
+            # the engine clock's UTC day, or the initial cash on the first day.
             last = curve[-1].timestamp.astimezone(UTC)
             midnight = datetime(last.year, last.month, last.day, tzinfo=UTC)
-            day_start = await record.fetch_async(conn, record.book.equity_before(before=midnight))
-            if day_start is None:  # the first day on record: its first mark is the base
-                day_start = curve[0].total_value if curve[0].timestamp >= midnight else None
+            before = await record.fetch_async(conn, record.book.equity_before(before=midnight))
+            day_start = before if before is not None else initial_cash
         entries = await record.fetch_async(conn, record.book.open_position_entries())
         rejections = await record.fetch_async(conn, record.book.recent_rejections(limit=LOG_ROWS))
         risk_events = await record.fetch_async(conn, record.events.recent_risk_events(limit=LOG_ROWS))

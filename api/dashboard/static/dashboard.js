@@ -7,7 +7,7 @@
   const MAX_ROWS = 50;
   const MAX_LIVE_POINTS = 1500;
   const EQUITY_REDRAW_MS = 1000;
-  const OVERVIEW_REFRESH_MS = 2000;
+  const OVERVIEW_REFRESH_MS = 1000;
   const HEALTH_POLL_MS = 5000;
   const BAR_SECONDS = 60;
 
@@ -26,6 +26,7 @@
   let lastEquityDraw = 0;
   let overviewTimer = null;
   let profileTouched = false;
+  let equityTimer = null;
 
   const $ = (id) => document.getElementById(id);
   const money = (v) => (v == null ? "–" : Number(v).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 }));
@@ -129,6 +130,7 @@
       (p?.positions ?? []).filter((x) => x.quantity !== 0),
       (x) => {
         const entry = entries.get(x.symbol);
+        if (!entry) scheduleOverview(); // opened since the last read: its entry is on record by now
         let holdLeft = "–";
         if (entry && entry.horizon_bars != null && now != null) {
           const left = Math.ceil(entry.horizon_bars - (now - Date.parse(entry.entered_at)) / 1000 / BAR_SECONDS);
@@ -219,7 +221,12 @@
   function renderEquity() {
     const now = performance.now();
     if (now - lastEquityDraw < EQUITY_REDRAW_MS) {
-      setTimeout(() => markDirty("equity"), EQUITY_REDRAW_MS - (now - lastEquityDraw));
+      if (equityTimer === null) {
+        equityTimer = setTimeout(() => {
+          equityTimer = null;
+          markDirty("equity");
+        }, EQUITY_REDRAW_MS - (now - lastEquityDraw));
+      }
       return;
     }
     lastEquityDraw = now;
