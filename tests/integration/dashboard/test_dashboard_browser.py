@@ -256,6 +256,45 @@ def test_flatten_needs_its_confirmation(visit: Visit, desk: Desk) -> None:
     visit.assert_only_this_host_and_no_errors()
 
 
+def test_reduce_only_and_a_profile_switch_from_the_page_are_applied_and_recorded(
+    visit: Visit, desk: Desk
+) -> None:
+    page = signed_in(visit, desk)
+    before = len(desk.control_actions())
+
+    page.click("[data-command=reduce]")
+    expect(page.locator("#trading-state")).to_have_attribute("data-state", "reduce_only")
+    page.select_option("#profile-select", "conservative")
+    page.click("#profile-apply")
+    expect(page.locator("#profile")).to_have_text("conservative")
+    page.click("[data-command=resume]")
+    expect(page.locator("#trading-state")).to_have_attribute("data-state", "active")
+
+    status = desk.api_get("/trading/status").json()
+    assert (status["status"], status["profile"]) == ("active", "conservative")
+    actor = f"dashboard:{OPERATOR}"
+    assert desk.control_actions()[before:] == [("reduce", actor), ("profile", actor), ("resume", actor)]
+    visit.assert_only_this_host_and_no_errors()
+
+
+def test_the_reports_are_served_behind_the_session(visit: Visit, desk: Desk) -> None:
+    reports = desk.service.home / "reports"  # TRADEOS_HOME/reports, where the daily-report flow writes
+    reports.mkdir(parents=True, exist_ok=True)
+    (reports / "2026-01-05.html").write_text("<!doctype html><title>report</title><h1>Daily report</h1>")
+    assert httpx.get(desk.dashboard_url + "/reports/2026-01-05.html").status_code == 401
+
+    page = signed_in(visit, desk)
+    link = page.locator("#reports a", has_text="2026-01-05")
+    expect(link).to_have_attribute("href", "/reports/2026-01-05.html")
+    response = visit.context.request.get(desk.dashboard_url + "/reports/2026-01-05.html")
+
+    assert response.status == 200
+    assert "Daily report" in response.text()
+    assert response.headers["content-security-policy"].startswith("sandbox;")
+    assert visit.context.request.get(desk.dashboard_url + "/reports/..%2Fcredentials").status == 404
+    visit.assert_only_this_host_and_no_errors()
+
+
 def _handshake(desk: Desk, *, origin: str, cookie: str | None) -> None:
     """Opens the API's WebSocket as a browser page at `origin` would, and reads the first message."""
     headers = {"Origin": origin}
