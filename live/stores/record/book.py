@@ -12,10 +12,13 @@ from live.domain import EquitySnapshot, Fill, Order, OrderStatus, Side
 from live.stores.record.statements import (
     Batch,
     Copy,
+    LatencyBuckets,
     Query,
     Row,
     column_list,
     insert_sql,
+    latency_buckets_of,
+    latency_buckets_sql,
     optional_decimal,
 )
 
@@ -265,3 +268,63 @@ def copy_equity(snapshots: Sequence[EquitySnapshot], *, high_water_mark: Decimal
     hwm = str(high_water_mark)
     text = "".join(f"{e.timestamp.isoformat()}\t{e.total_value}\t{e.cash}\t{hwm}\n" for e in snapshots)
     return Copy(sql=f"COPY equity ({column_list(EQUITY_COLUMNS)}) FROM STDIN", chunks=(text.encode(),))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeldPosition:
+    """A row of `positions` with a non-zero quantity: signed quantity at average cost, gross realized P&L."""
+
+    symbol: str
+    quantity: int
+    avg_price: Decimal
+    realized_pnl: Decimal
+
+
+def _held_positions(rows: list[Row]) -> list[HeldPosition]:
+    return [
+        HeldPosition(symbol=symbol, quantity=quantity, avg_price=Decimal(avg), realized_pnl=Decimal(realized))
+        for symbol, quantity, avg, realized in rows
+    ]
+
+
+def held_positions() -> Query[list[HeldPosition]]:
+    """The open positions of the current book, by symbol (flat rows left out)."""
+    return Query(
+        sql="SELECT symbol, quantity, avg_price, realized_pnl FROM positions WHERE quantity <> 0 ORDER BY symbol",
+        decode=_held_positions,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderTally:
+    """Orders counted by status and, for rejected ones, by reason (`unspecified` for an empty one)."""
+
+    by_status: dict[str, int]
+    rejections_by_reason: dict[str, int]
+
+
+def _order_tally(rows: list[Row]) -> OrderTally:
+    by_status: dict[str, int] = {}
+    by_reason: dict[str, int] = {}
+    for status, reason, orders in rows:
+        by_status[status] = by_status.get(status, 0) + int(orders)
+        if reason is not None:
+            by_reason[reason] = int(orders)
+    return OrderTally(by_status=by_status, rejections_by_reason=by_reason)
+
+
+def order_tally() -> Query[OrderTally]:
+    """Every order on record counted by status, and the rejected ones by reason, in one scan of `orders`."""
+    return Query(
+        sql="SELECT status, CASE WHEN status = 'rejected' THEN COALESCE(NULLIF(reason, ''), 'unspecified') END,"
+        " count(*) FROM orders GROUP BY 1, 2",
+        decode=_order_tally,
+    )
+
+
+def tick_to_order_buckets(*, bounds_us: Sequence[float]) -> Query[LatencyBuckets]:
+    """The tick-to-order latency the engine measured on each order, as a cumulative histogram (microseconds)."""
+    return Query(
+        sql=f"SELECT {latency_buckets_sql('tick_to_order_us', bounds_us)} FROM orders",
+        decode=lambda rows: latency_buckets_of(bounds_us, rows[0]),
+    )

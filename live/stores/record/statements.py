@@ -140,3 +140,30 @@ def optional_decimal(rows: list[Row]) -> Decimal | None:
 def optional_str(rows: list[Row]) -> str | None:
     value = first_value(rows)
     return str(value) if value is not None else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LatencyBuckets:
+    """Cumulative counts of samples at or under each bound (in the bounds' unit), their count and their sum."""
+
+    bounds: tuple[float, ...]
+    cumulative: tuple[int, ...]
+    count: int
+    total: float
+
+
+def latency_buckets_sql(column: str, bounds: Sequence[float]) -> str:
+    """The select list of a cumulative histogram of `column` over `bounds`: one count per bound, count, sum."""
+    filters = ", ".join(f"count(*) FILTER (WHERE {column} <= {float(b)!r})" for b in bounds)
+    return f"{filters}, count({column}), COALESCE(sum({column}), 0)"
+
+
+def latency_buckets_of(bounds: Sequence[float], row: Row) -> LatencyBuckets:
+    """A row of `latency_buckets_sql` as buckets."""
+    *cumulative, count, total = row
+    return LatencyBuckets(
+        bounds=tuple(bounds),
+        cumulative=tuple(int(c) for c in cumulative),
+        count=int(count),
+        total=float(total),
+    )
