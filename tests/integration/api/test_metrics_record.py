@@ -80,7 +80,9 @@ def _record_book(pg: psycopg.Connection) -> None:
         (MARKED_AT, Decimal("101000.00"), CASH, HIGH_WATER_MARK),
     ]
     for row in equity:
-        pg.execute("INSERT INTO equity (timestamp, total_value, cash, high_water_mark) VALUES (%s, %s, %s, %s)", row)
+        pg.execute(
+            "INSERT INTO equity (timestamp, total_value, cash, high_water_mark) VALUES (%s, %s, %s, %s)", row
+        )
     pg.execute(
         "INSERT INTO regime_changes (timestamp, previous, current, model) VALUES (%s, NULL, 'crisis', 'rules-v1'),"
         " (%s, 'crisis', 'trending', 'rules-v1')",
@@ -223,7 +225,9 @@ def test_the_summary_reads_state_book_day_regime_and_health_in_one_call(
         rds.set(redis_keys.heartbeat_key(service), str(now))
     health = _json(_get(metrics, "/summary", token))["health"]
     assert health["status"] == "healthy"
-    assert all(0 <= age < redis_keys.HEARTBEAT_MAX_AGE_SECONDS for age in health["heartbeat_age_seconds"].values())
+    assert all(
+        0 <= age < redis_keys.HEARTBEAT_MAX_AGE_SECONDS for age in health["heartbeat_age_seconds"].values()
+    )
 
 
 @pytest.mark.parametrize("path", ["/metrics/portfolio", "/summary", "/metrics"])
