@@ -99,7 +99,6 @@ class RecordCounts:
 
     bars: int
     orders: OrderTally
-    tick_to_order: LatencyBuckets
     control_actions: dict[str, int]
     risk_events: dict[tuple[str, bool], int]
     api_latency: dict[tuple[str, str], LatencyBuckets]
@@ -128,10 +127,8 @@ class Exposition:
             await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             return RecordCounts(
                 bars=await self._bars.count(conn),
-                orders=await record.fetch_async(conn, record.book.order_tally()),
-                tick_to_order=await record.fetch_async(
-                    conn,
-                    record.book.tick_to_order_buckets(bounds_us=TICK_TO_ORDER_BUCKETS_US),
+                orders=await record.fetch_async(
+                    conn, record.book.order_tally(bounds_us=TICK_TO_ORDER_BUCKETS_US)
                 ),
                 control_actions=await record.fetch_async(conn, record.decisions.control_action_tally()),
                 risk_events=await record.fetch_async(conn, record.events.risk_event_tally()),
@@ -235,7 +232,7 @@ def _record_families(counts: RecordCounts) -> Iterator[Metric]:
     yield _seconds_histogram(
         "tradeos_tick_to_order_seconds",
         "From the start of the engine's step on a bar to an order's submission to the broker.",
-        {(): counts.tick_to_order},
+        {(): counts.orders.tick_to_order},
         labels=[],
         unit_per_second=1e6,
     )

@@ -6,19 +6,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import NamedTuple
 
 from live.domain import EquitySnapshot, Fill, Order, OrderStatus, Side
 from live.stores.record.statements import (
     Batch,
+    BucketTally,
     Copy,
     LatencyBuckets,
     Query,
     Row,
     column_list,
     insert_sql,
-    latency_buckets_of,
-    latency_buckets_sql,
+    le_bucket_sql,
     optional_decimal,
 )
 
@@ -297,34 +298,32 @@ def held_positions() -> Query[list[HeldPosition]]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OrderTally:
-    """Orders counted by status and, for rejected ones, by reason (`unspecified` for an empty one)."""
+    """Orders counted by status and, for rejected ones, by reason (`unspecified` for an empty one), with the
+    tick-to-order latencies the engine measured as a cumulative histogram (microseconds)."""
 
     by_status: dict[str, int]
     rejections_by_reason: dict[str, int]
+    tick_to_order: LatencyBuckets
 
 
-def _order_tally(rows: list[Row]) -> OrderTally:
+def _order_tally(bounds_us: Sequence[float], rows: list[Row]) -> OrderTally:
     by_status: dict[str, int] = {}
     by_reason: dict[str, int] = {}
-    for status, reason, orders in rows:
+    latencies = BucketTally(bounds_us)
+    for status, reason, bucket, orders, measured, total_us in rows:
         by_status[status] = by_status.get(status, 0) + int(orders)
         if reason is not None:
-            by_reason[reason] = int(orders)
-    return OrderTally(by_status=by_status, rejections_by_reason=by_reason)
+            by_reason[reason] = by_reason.get(reason, 0) + int(orders)
+        latencies.add(bucket, int(measured), total_us)
+    return OrderTally(by_status=by_status, rejections_by_reason=by_reason, tick_to_order=latencies.buckets())
 
 
-def order_tally() -> Query[OrderTally]:
-    """Every order on record counted by status, and the rejected ones by reason, in one scan of `orders`."""
+def order_tally(*, bounds_us: Sequence[float]) -> Query[OrderTally]:
+    """Every order on record by status, the rejected ones by reason, and the tick-to-order latencies bucketed at
+    `bounds_us`: one scan of `orders`."""
     return Query(
         sql="SELECT status, CASE WHEN status = 'rejected' THEN COALESCE(NULLIF(reason, ''), 'unspecified') END,"
-        " count(*) FROM orders GROUP BY 1, 2",
-        decode=_order_tally,
-    )
-
-
-def tick_to_order_buckets(*, bounds_us: Sequence[float]) -> Query[LatencyBuckets]:
-    """The tick-to-order latency the engine measured on each order, as a cumulative histogram (microseconds)."""
-    return Query(
-        sql=f"SELECT {latency_buckets_sql('tick_to_order_us', bounds_us)} FROM orders",
-        decode=lambda rows: latency_buckets_of(bounds_us, rows[0]),
+        f" {le_bucket_sql('tick_to_order_us', bounds_us)}, count(*), count(tick_to_order_us), sum(tick_to_order_us)"
+        " FROM orders GROUP BY 1, 2, 3",
+        decode=partial(_order_tally, tuple(bounds_us)),
     )

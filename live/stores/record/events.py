@@ -10,14 +10,14 @@ from functools import partial
 from live.domain import RegimeChange, RiskEvent
 from live.stores.record.statements import (
     Batch,
+    BucketTally,
     Copy,
     LatencyBuckets,
     Query,
     Row,
     column_list,
     insert_sql,
-    latency_buckets_of,
-    latency_buckets_sql,
+    le_bucket_sql,
 )
 
 RISK_EVENT_COLUMNS = ("id", "timestamp", "code", "detail", "symbol", "halts_trading", "recorded_at")
@@ -85,7 +85,10 @@ def risk_event_tally() -> Query[dict[tuple[str, bool], int]]:
 
 
 def _latency_by_route(bounds: Sequence[float], rows: list[Row]) -> dict[tuple[str, str], LatencyBuckets]:
-    return {(method, route): latency_buckets_of(bounds, tuple(row)) for method, route, *row in rows}
+    tallies: dict[tuple[str, str], BucketTally] = {}
+    for method, route, bucket, requests, total_ms in rows:
+        tallies.setdefault((method, route), BucketTally(bounds)).add(bucket, int(requests), total_ms)
+    return {key: tally.buckets() for key, tally in tallies.items()}
 
 
 def api_latency_by_route(
@@ -97,7 +100,7 @@ def api_latency_by_route(
     return Query(
         sql="SELECT CASE WHEN method = ANY(%(methods)s) THEN method ELSE 'other' END,"
         " CASE WHEN path = ANY(%(routes)s) THEN path ELSE 'other' END,"
-        f" {latency_buckets_sql('latency_ms', bounds_ms)} FROM api_requests GROUP BY 1, 2",
+        f" {le_bucket_sql('latency_ms', bounds_ms)}, count(*), sum(latency_ms) FROM api_requests GROUP BY 1, 2, 3",
         params={"routes": list(routes), "methods": list(methods)},
         decode=partial(_latency_by_route, tuple(bounds_ms)),
     )

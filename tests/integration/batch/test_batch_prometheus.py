@@ -120,7 +120,8 @@ def test_the_latency_histograms_bucket_the_recorded_latencies_in_seconds(
     metrics: str, loaded_database: str, system_of_record: SystemOfRecord
 ) -> None:
     with psycopg.connect(loaded_database, autocommit=True) as pg:
-        for path, latency in (("/trading/halt", 3.0), ("/../../etc/passwd", 1.0), ("/no/such/route", 700.0)):
+        # 5.0 ms is on a bound: `le` buckets include it (le="0.005").
+        for path, latency in (("/trading/halt", 5.0), ("/../../etc/passwd", 1.0), ("/no/such/route", 700.0)):
             pg.execute(
                 "INSERT INTO api_requests (timestamp, method, path, status, latency_ms) VALUES (now(), 'POST', %s, 200, %s)",
                 (path, latency),
@@ -146,7 +147,7 @@ def test_the_latency_histograms_bucket_the_recorded_latencies_in_seconds(
     halt, _, _ = _histogram(
         families, "tradeos_api_request_duration_seconds", api_bounds, method="POST", route="/trading/halt"
     )
-    assert halt == _expected_buckets([3.0], API_LATENCY_BUCKETS_MS)
+    assert halt == _expected_buckets([5.0], API_LATENCY_BUCKETS_MS)
     # Paths anyone may request are not labels: they count as `other`.
     other, _, _ = _histogram(
         families, "tradeos_api_request_duration_seconds", api_bounds, method="POST", route="other"
