@@ -273,6 +273,8 @@ class RecordAccess:
 
 
 class RecordNotConfigured(StoreUnavailable):
+    """The app was made without the stores' URLs (only the rollups' endpoints can answer)."""
+
     def __init__(self) -> None:
         super().__init__(
             "the system of record",
@@ -280,7 +282,7 @@ class RecordNotConfigured(StoreUnavailable):
         )
 
 
-def get_record(request: Request) -> RecordAccess:
+async def get_record(request: Request) -> RecordAccess:
     access: RecordAccess | None = getattr(request.app.state, "record", None)
     if access is None:
         raise RecordNotConfigured()
@@ -320,7 +322,7 @@ def _performance_headline(warehouse: Warehouse) -> PerformanceHeadline | None:
 summary_router = APIRouter(dependencies=[Depends(require_token)])
 
 
-@summary_router.get("/summary", responses={401: _RECORD_ERRORS[401]})
+@summary_router.get("/summary", responses=_RECORD_ERRORS)
 async def summary(access: RecordDep, warehouse: WarehouseDep, request: Request) -> Summary:
     """One call: trading state, portfolio headline, today's P&L, performance headline, regime and health. A part
     whose store is unreachable (or, for the performance, before the first rollup) is null."""
