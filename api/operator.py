@@ -42,6 +42,7 @@ from api.schemas import (
 )
 from api.stores import Stores, StoreUnavailable
 from api.ws import EventHub, serve_client
+from api.ws_clients import ClientCensus
 from live.domain import SIGNAL_TYPES
 from live.settings import Settings
 
@@ -254,11 +255,14 @@ def create_app(
         app.state.stores = stores
         app.state.hub = hub
         app.state.control = TradingControl(stores=stores, default_profile=settings.profile)
+        census = ClientCensus(stores=stores, hub=hub)
         hub.start()
+        census.start()
         recorder.start(stores)
         try:
             yield
         finally:
+            await census.stop()
             await hub.stop()
             await recorder.stop()
             await stores.close()
