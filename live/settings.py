@@ -10,10 +10,10 @@ pydantic-settings pass over the same variables; no nested delimiter, so no varia
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -179,13 +179,35 @@ class Settings(BaseSettings):
     }
 
     def __init__(self, **values: Any) -> None:
-        for group, group_type in self.GROUPS.items():
-            leaves = {name: values.pop(name) for name in group_type.model_fields if name in values}
-            if leaves:
-                if group in values:
-                    raise TypeError(f"{', '.join(leaves)} given both alone and in {group}")
-                values[group] = group_type(**leaves)
+        # A group given some of its leaves reads the rest from the environment, as a group not given at all does.
+        for group, leaves in self._by_group(values).items():
+            values[group] = self.GROUPS[group](**leaves)
         super().__init__(**values)
+
+    def updated(self, **values: Any) -> Self:
+        """A copy with leaves changed by their flat names, validated as the environment's values are (start-up
+        resolves the embedded stores' URLs this way); the environment is not read again."""
+        for group, leaves in self._by_group(values).items():
+            values[group] = self.GROUPS[group].model_validate({**dict(getattr(self, group)), **leaves})
+        return type(self).model_validate({**dict(self), **values})
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """As pydantic's, but `update` takes leaves by their flat names and is validated, as in `updated` (a plain
+        string must not end up where a `SecretStr` belongs)."""
+        copied = super().model_copy(deep=deep)
+        return copied.updated(**update) if update else copied
+
+    @classmethod
+    def _by_group(cls, values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        """Take the leaves named flat out of `values`, grouped under the group each belongs to."""
+        grouped: dict[str, dict[str, Any]] = {}
+        for group, group_type in cls.GROUPS.items():
+            leaves = {name: values.pop(name) for name in group_type.model_fields if name in values}
+            if leaves and group in values:
+                raise TypeError(f"{', '.join(leaves)} given both alone and in {group}")
+            if leaves:
+                grouped[group] = leaves
+        return grouped
 
     @classmethod
     def settings_customise_sources(
@@ -198,6 +220,21 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         groups = frozenset(cls.GROUPS)
         return init_settings, _LeavesOnly(env_settings, groups), _LeavesOnly(dotenv_settings, groups)
+
+    def as_environment(self) -> dict[str, str]:
+        """The TRADEOS_ variables under which a child process loads these very settings (flags and resolved URLs
+        included). Secrets are revealed: for a child's environment only, never a log."""
+        env: dict[str, str] = {}
+        for node in (self, *(getattr(self, group) for group in self.GROUPS)):
+            for name, field in type(node).model_fields.items():
+                variable = variable_name(name, field)
+                if name in self.GROUPS or not variable.startswith(ENV_PREFIX):
+                    continue  # a group, or one of Prefect's variables (flows/__init__.py passes those on)
+                value = self.home_dir if name == "home" else getattr(node, name)
+                if isinstance(value, SecretStr):
+                    value = value.get_secret_value()
+                env[variable] = "" if value is None else str(value)
+        return env
 
     @property
     def home_dir(self) -> Path:
@@ -234,7 +271,8 @@ def variable_name(name: str, field: FieldInfo) -> str:
 
 
 def _leaves() -> Iterator[tuple[str, FieldInfo]]:
-    for node in (Settings, *Settings.GROUPS.values()):
+    nodes: tuple[type[BaseSettings], ...] = (Settings, *Settings.GROUPS.values())
+    for node in nodes:
         for name, field in node.model_fields.items():
             if name not in Settings.GROUPS:
                 yield name, field
