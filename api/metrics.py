@@ -255,7 +255,7 @@ def system(warehouse: WarehouseDep) -> SystemMetrics:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """The Metrics API app for port 18003; bearer auth on every route when `settings.tool_token` is set."""
+    """The Metrics API app for port 18003; bearer auth on every route when `settings.api.tool_token` is set."""
     app = FastAPI(
         title=API_TITLE,
         description="Performance, signal and system figures from the DuckDB rollups (how each is computed: "
