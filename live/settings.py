@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, ClassVar, Literal, Self
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -171,12 +172,9 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     flows: FlowSettings = Field(default_factory=FlowSettings)
 
-    GROUPS: ClassVar[dict[str, type[BaseSettings]]] = {
-        "engine": EngineSettings,
-        "stores": StoreSettings,
-        "api": ApiSettings,
-        "flows": FlowSettings,
-    }
+    GROUPS: ClassVar[Mapping[str, type[BaseSettings]]] = MappingProxyType(
+        {"engine": EngineSettings, "stores": StoreSettings, "api": ApiSettings, "flows": FlowSettings}
+    )
 
     def __init__(self, **values: Any) -> None:
         # A group given some of its leaves reads the rest from the environment, as a group not given at all does.
@@ -225,15 +223,17 @@ class Settings(BaseSettings):
         """The TRADEOS_ variables under which a child process loads these very settings (flags and resolved URLs
         included). Secrets are revealed: for a child's environment only, never a log."""
         env: dict[str, str] = {}
-        for node in (self, *(getattr(self, group) for group in self.GROUPS)):
-            for name, field in type(node).model_fields.items():
-                variable = variable_name(name, field)
-                if name in self.GROUPS or not variable.startswith(ENV_PREFIX):
-                    continue  # a group, or one of Prefect's variables (flows/__init__.py passes those on)
-                value = self.home_dir if name == "home" else getattr(node, name)
-                if isinstance(value, SecretStr):
-                    value = value.get_secret_value()
-                env[variable] = "" if value is None else str(value)
+        for group, name, field in _leaves():
+            variable = variable_name(name, field)
+            if not variable.startswith(ENV_PREFIX):
+                continue  # one of Prefect's variables: flows/__init__.py `prefect_environment` passes those on
+            # TRADEOS_HOME absolute: the child finds the same home from whatever directory it starts in.
+            value = (
+                self.home_dir if name == "home" else getattr(getattr(self, group) if group else self, name)
+            )
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            env[variable] = "" if value is None else str(value)
         return env
 
     @property
@@ -260,7 +260,7 @@ class Settings(BaseSettings):
 
 def environment_variables() -> dict[str, FieldInfo]:
     """Every leaf of the tree by the variable it is read from (`.env.example` documents the TRADEOS_ ones)."""
-    return {variable_name(name, field): field for name, field in _leaves()}
+    return {variable_name(name, field): field for _, name, field in _leaves()}
 
 
 def variable_name(name: str, field: FieldInfo) -> str:
@@ -270,12 +270,14 @@ def variable_name(name: str, field: FieldInfo) -> str:
     return f"{ENV_PREFIX}{name.upper()}"
 
 
-def _leaves() -> Iterator[tuple[str, FieldInfo]]:
-    nodes: tuple[type[BaseSettings], ...] = (Settings, *Settings.GROUPS.values())
-    for node in nodes:
-        for name, field in node.model_fields.items():
-            if name not in Settings.GROUPS:
-                yield name, field
+def _leaves() -> Iterator[tuple[str | None, str, FieldInfo]]:
+    """(group, name, field) of every leaf; group None for the root's own."""
+    for name, field in Settings.model_fields.items():
+        if name not in Settings.GROUPS:
+            yield None, name, field
+    for group, group_type in Settings.GROUPS.items():
+        for name, field in group_type.model_fields.items():
+            yield group, name, field
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -287,6 +289,6 @@ def load_settings(**overrides: object) -> Settings:
         err = exc.errors()[0]
         leaf = str(err["loc"][0]) if err["loc"] else "?"
         # An aliased leaf's error is located by its alias, which is its variable already.
-        variable = {name: variable_name(name, field) for name, field in _leaves()}.get(leaf, leaf)
+        variable = {name: variable_name(name, field) for _, name, field in _leaves()}.get(leaf, leaf)
         # No `from exc`: the validation error would carry the raw value into a traceback.
         raise SettingsError(f"{variable}: {err['msg']}") from None
