@@ -14,7 +14,7 @@ from datetime import datetime
 
 import httpx
 
-from flows import FLOW_NAMES, operator_prefect_api, prefect_auth_string
+from flows import FLOW_NAMES, prefect_auth_string
 from live.settings import Settings
 
 SERVER_LOOKUP_SECONDS = 30.0
@@ -35,7 +35,7 @@ class FlowRuns:
 
     async def _address(self) -> tuple[str, str | None]:
         """(API URL, `user:password` or None) of the Prefect server to ask."""
-        operator_api = operator_prefect_api()
+        operator_api = self._settings.flows.prefect_api_url
         if operator_api:
             return operator_api, os.environ.get("PREFECT_API_AUTH_STRING") or None
         now = time.monotonic()
@@ -45,7 +45,9 @@ class FlowRuns:
             server = await asyncio.to_thread(running_prefect_server, self._settings)
             self._looked_up_at = now
             # Only once our server is known to run do its credentials exist: never create them from here.
-            self._server = (server.api_url, prefect_auth_string(self._settings)) if server else None
+            self._server = (
+                (server.api_url, prefect_auth_string(self._settings).get_secret_value()) if server else None
+            )
         if self._server is None:
             raise FlowRunsUnavailable("no Prefect server is running for this TRADEOS_HOME")
         return self._server

@@ -303,7 +303,7 @@ async def portfolio(access: RecordDep, request: Request) -> PortfolioMetrics:
     its open positions marked at their last recorded closes, against the active profile's limits."""
     settings: Settings = request.app.state.settings
     return await metrics_reads.read_portfolio_metrics(
-        stores=access.stores, control=access.control, initial_cash=settings.initial_cash
+        stores=access.stores, control=access.control, initial_cash=settings.engine.initial_cash
     )
 
 
@@ -330,7 +330,7 @@ async def summary(access: RecordDep, warehouse: WarehouseDep, request: Request) 
     return await metrics_reads.read_summary(
         stores=access.stores,
         control=access.control,
-        initial_cash=settings.initial_cash,
+        initial_cash=settings.engine.initial_cash,
         performance=asyncio.to_thread(_performance_headline, warehouse),
     )
 
@@ -345,13 +345,16 @@ async def prometheus_metrics(access: RecordDep) -> Response:
 def _lifespan(settings: Settings) -> Any:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not settings.database_url or not settings.redis_url:
+        database_url, redis_url = settings.stores.database_url, settings.stores.redis_url
+        if database_url is None or redis_url is None:
             yield  # the rollups' endpoints still answer; the record's answer 503
             return
-        stores = await Stores.open(database_url=settings.database_url, redis_url=settings.redis_url)
+        stores = await Stores.open(
+            database_url=database_url.get_secret_value(), redis_url=redis_url.get_secret_value()
+        )
         app.state.record = RecordAccess(
             stores=stores,
-            control=TradingControl(stores=stores, default_profile=settings.profile),
+            control=TradingControl(stores=stores, default_profile=settings.engine.profile),
             exposition=prometheus.Exposition(FlowRuns(settings)),
         )
         try:
@@ -370,8 +373,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """The Metrics API app for port 18003; bearer auth on every route when `settings.tool_token` is set. With
-    `settings.database_url` and `settings.redis_url` resolved it also serves the record's endpoints."""
+    """The Metrics API app for port 18003; bearer auth on every route when `settings.api.tool_token` is set. With
+    the stores' URLs resolved (`settings.stores`) it also serves the record's endpoints."""
     app = FastAPI(
         title=API_TITLE,
         description="Performance, signal and system figures from the DuckDB rollups; the portfolio, a one-call "

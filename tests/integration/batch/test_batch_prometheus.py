@@ -159,13 +159,20 @@ def test_the_latency_histograms_bucket_the_recorded_latencies_in_seconds(
 
 @pytest.mark.usefixtures("prefect_harness")
 def test_each_flows_last_success_is_its_latest_completed_run_on_prefect(
-    metrics: str, monkeypatch: pytest.MonkeyPatch
+    tradeos_home: Path, loaded_database: str, redis_url: str
 ) -> None:
     from prefect import flow
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
 
-    monkeypatch.setenv("PREFECT_API_URL", str(PREFECT_API_URL.value()))
+    # The operator's own Prefect server (PREFECT_API_URL): the Metrics API asks it.
+    settings = Settings(
+        home=tradeos_home,
+        database_url=loaded_database,
+        redis_url=redis_url,
+        tool_token=TOKEN,
+        prefect_api_url=str(PREFECT_API_URL.value()),
+    )
 
     @flow(name="signal-ic")
     def completes() -> None:
@@ -181,7 +188,8 @@ def test_each_flows_last_success_is_its_latest_completed_run_on_prefect(
         ended = client.read_flow_run(runs[-1].state_details.flow_run_id).end_time
     assert ended is not None
 
-    gauge = _scrape(metrics)["tradeos_flow_last_success_timestamp_seconds"]
+    with AppServer(create_app(settings)) as server:
+        gauge = _scrape(server.base_url)["tradeos_flow_last_success_timestamp_seconds"]
 
     assert gauge == {
         ("tradeos_flow_last_success_timestamp_seconds", (("flow", "signal-ic"),)): ended.timestamp()
