@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from live.domain import Bar, iso_utc
@@ -85,6 +86,48 @@ class ReplayFeed:
     def __len__(self) -> int:
         """Number of bars in the file."""
         return len(self._names)
+
+    def frame(self) -> pl.DataFrame:
+        """Every bar as one frame (`timestamp` UTC, `symbol`, `open` .. `volume`, `spread`), in file order: what a
+        backtest records as its `bars` without building a `Bar` per row."""
+        counts = np.diff([*self._starts, len(self._names)])
+        opens, highs, lows, closes, volumes, spreads = self._columns
+        times = pl.Series("timestamp", self._times, dtype=pl.Datetime("us", "UTC"))
+        return pl.DataFrame(
+            {
+                "timestamp": times.gather(np.repeat(np.arange(len(counts)), counts)),
+                "symbol": self._names,
+                "open": opens,
+                "high": highs,
+                "low": lows,
+                "close": closes,
+                "volume": volumes,
+                "spread": spreads,
+            },
+            schema_overrides={"symbol": pl.String},
+        )
+
+    @property
+    def cross_sections(self) -> int:
+        """Number of distinct timestamps (what `batches` yields)."""
+        return len(self._times)
+
+    def timestamp_at(self, index: int) -> datetime:
+        """The timestamp of the `index`-th cross-section (0-based)."""
+        return self._times[index]
+
+    def write_head(self, dest: Path, *, cross_sections: int) -> Path:
+        """Copies the file's first `cross_sections` timestamps to `dest` in the file's own format, each value
+        as the file wrote it (a truncated copy for the look-ahead check)."""
+        source = Path(self.source)
+        rows = len(self._names) if cross_sections >= len(self._starts) else self._starts[cross_sections]
+        if source.suffix.lower() in _CSV_SUFFIXES:
+            frame = pl.read_csv(source, infer_schema=False)
+            # Blank lines are skipped as on loading, so `rows` counts the same bars.
+            frame.filter(~pl.all_horizontal(pl.col(REQUIRED_COLUMNS).is_null())).head(rows).write_csv(dest)
+        else:
+            pl.read_parquet(source).head(rows).write_parquet(dest)
+        return dest
 
     def batches(self) -> Iterator[list[Bar]]:
         """Yield the bars of each timestamp, in file order."""
