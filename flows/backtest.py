@@ -87,26 +87,36 @@ def run_backtest(
     write: bool = True,
     run_id: str | None = None,
     progress: Progress | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
 ) -> BacktestResult:
     """Backtests `strategy` (a spec, with its `params`) on the replay file `data` under `profile` (default: the
-    settings'), as `tradeos up --feed replay` would trade it; BacktestError for any unusable input, before anything
-    is run or written."""
+    settings'), as `tradeos up --feed replay` would trade it; with `start`/`end`, only the bars with
+    `start <= timestamp < end` (a walk-forward window; the engine starts cold at `start`). BacktestError for any
+    unusable input, before anything is run or written."""
     run_id = run_id or new_run_id()
     feed = _load(data)
+    if start is not None or end is not None:
+        feed = feed.window(start, end)
+        if not len(feed):
+            raise BacktestError(f"--data: {data} has no bar in the window [{iso_utc(start)}, {iso_utc(end)})")
     choice = _choose(settings, strategy, params or {})
     profile_name = _profile(settings, profile)
     target = _prepare_out(settings, out, run_id) if write else None
     try:
         started = time.perf_counter()
         total = len(feed)
-        record = replay(
-            settings,
-            feed,
-            strategy=choice,
-            profile=profile_name,
-            classifier=_promoted_classifier(settings),
-            progress=(lambda done: progress(done, total)) if progress is not None else None,
-        )
+        try:
+            record = replay(
+                settings,
+                feed,
+                strategy=choice,
+                profile=profile_name,
+                classifier=_promoted_classifier(settings),
+                progress=(lambda done: progress(done, total)) if progress is not None else None,
+            )
+        except StrategyError as exc:  # parameters the strategy refused when it was built
+            raise BacktestError(str(exc)) from None
         frames = record.frames()
         summary = _summary(settings, record, frames, run_id=run_id, data=data, choice=choice, started=started)
         if target is None:
@@ -288,14 +298,17 @@ def check_lookahead(
     classifier = _promoted_classifier(settings)
 
     def run(source: ReplayFeed, run_params: Mapping[str, str]) -> BacktestRecord:
-        return replay(
-            settings,
-            source,
-            strategy=_choose(settings, strategy, run_params),
-            profile=profile_name,
-            classifier=classifier,
-            record_decisions=True,
-        )
+        try:
+            return replay(
+                settings,
+                source,
+                strategy=_choose(settings, strategy, run_params),
+                profile=profile_name,
+                classifier=classifier,
+                record_decisions=True,
+            )
+        except StrategyError as exc:
+            raise BacktestError(str(exc)) from None
 
     full = run(feed, params)
     differences = []

@@ -6,6 +6,7 @@ row (Parquet: 1-based) and the reason, so a bad file fails at start-up rather th
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -115,6 +116,26 @@ class ReplayFeed:
     def timestamp_at(self, index: int) -> datetime:
         """The timestamp of the `index`-th cross-section (0-based)."""
         return self._times[index]
+
+    def window(self, start: datetime | None = None, end: datetime | None = None) -> ReplayFeed:
+        """The bars with `start <= timestamp < end` (either bound open when None), as a feed of its own."""
+        first = 0 if start is None else bisect.bisect_left(self._times, start)
+        stop = len(self._times) if end is None else bisect.bisect_left(self._times, end)
+        stop = max(first, stop)
+        lo = self._starts[first] if first < len(self._starts) else len(self._names)
+        hi = self._starts[stop] if stop < len(self._starts) else len(self._names)
+        return ReplayFeed(
+            times=self._times[first:stop],
+            starts=[offset - lo for offset in self._starts[first:stop]],
+            symbols=self._names[lo:hi],
+            opens=self._columns[0][lo:hi],
+            highs=self._columns[1][lo:hi],
+            lows=self._columns[2][lo:hi],
+            closes=self._columns[3][lo:hi],
+            volumes=self._columns[4][lo:hi],
+            spreads=self._columns[5][lo:hi],
+            source=self.source,
+        )
 
     def write_head(self, dest: Path, *, cross_sections: int) -> Path:
         """Copies the file's first `cross_sections` timestamps to `dest` in the file's own format, each value
