@@ -154,7 +154,7 @@ class ReplayFeed:
         """Yield the bars of each timestamp, in file order."""
         names = self._names
         opens, highs, lows, closes, volumes, spreads = self._columns
-        ends = [*self._starts[1:], len(names)]
+        ends = [*self._starts[1:], len(names)] if self._starts else []
         for ts, start, end in zip(self._times, self._starts, ends, strict=True):
             yield [
                 Bar(timestamp=ts, symbol=sym, open=o, high=h, low=lo, close=c, volume=v, spread=sp)

@@ -4,9 +4,15 @@ results file and summary say what its fills say."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import pty
 import stat
+import subprocess
+import sys
+import threading
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -280,3 +286,36 @@ def test_a_bad_input_exits_2_with_one_line_and_writes_nothing(
     assert not (home / "backtests").exists() or not any((home / "backtests").iterdir())
     after = sorted(str(p) for p in tmp_path.rglob("*") if not str(p).startswith(str(home)))
     assert after == [p for p in before if not p.startswith(str(home))]
+
+
+def test_a_terminal_sees_a_progress_bar_on_stderr_and_stdout_stays_the_summary(
+    tmp_path: Path, two_days: Path
+) -> None:
+    controller, terminal = pty.openpty()
+    shown = bytearray()
+
+    def read_terminal() -> None:
+        with contextlib.suppress(OSError):  # EIO once the child has closed its end
+            while chunk := os.read(controller, 65536):
+                shown.extend(chunk)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEOS_")}
+    env["TRADEOS_HOME"] = str(tmp_path / "home")
+    with subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "backtest", "--data", str(two_days), "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        text=True,
+    ) as process:
+        os.close(terminal)
+        stdout, _ = process.communicate(timeout=300)
+    reader.join(timeout=30)
+    os.close(controller)
+
+    assert process.returncode == 0
+    assert json.loads(stdout)["bars"] == 2 * 1440 * 8
+    assert "\r[" in shown.decode()
+    assert "100.0 % 23,040/23,040 bars" in shown.decode()
