@@ -24,6 +24,8 @@ import psycopg
 import pytest
 import redis
 
+from analytics.regime_model import feature_matrix, promote, save, train
+from live.feeds.replay import ReplayFeed
 from tests.integration.research.backtest_support import backtest, sim_replay
 from tests.support import Service, eventually
 
@@ -319,3 +321,36 @@ def test_a_terminal_sees_a_progress_bar_on_stderr_and_stdout_stays_the_summary(
     assert json.loads(stdout)["bars"] == 2 * 1440 * 8
     assert "\r[" in shown.decode()
     assert "100.0 % 23,040/23,040 bars" in shown.decode()
+
+
+def _promote_a_model(models: Path, data: Path) -> str:
+    """A regime model trained on the file and promoted, as the regime-retrain flow leaves it."""
+    stamps, features = feature_matrix(ReplayFeed.from_path(data).frame())
+    trained = train(stamps, features, created_at=datetime(2026, 1, 7, tzinfo=UTC))
+    artifact = save(trained, models)
+    assert artifact is not None, trained.reason
+    promote(artifact, models, promoted_at=datetime(2026, 1, 7, tzinfo=UTC))
+    return artifact.name
+
+
+def test_a_backtest_classifies_with_the_promoted_model_as_up_does(
+    tmp_path: Path, two_days: Path, database_url: str, redis_url: str
+) -> None:
+    home = tmp_path / "home"
+    model = _promote_a_model(home / "models", two_days)
+    env = {"TRADEOS_DATABASE_URL": database_url, "TRADEOS_REDIS_URL": redis_url}
+    with Service(
+        home, [*ENGINE_ONLY, "--feed", "replay", "--data", str(two_days), "--speed", "0"], env
+    ) as service:
+        eventually(lambda: "feed finished" in service.output, timeout=240, what="the replay to finish")
+
+    done = backtest(home, ["--data", str(two_days), "--out", str(tmp_path / "run"), "--json"], env)
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["regime_model"] == model
+    results = tmp_path / "run" / "results.duckdb"
+    changes = 'SELECT timestamp, previous, "current", model FROM regime_changes ORDER BY timestamp'
+    assert _utc(_duck(results, changes)) == _utc(_pg(database_url, changes))
+    assert any(row[3] == model for row in _duck(results, changes))
+    by_id = f"SELECT {FILL_COLUMNS} FROM fills ORDER BY id"
+    assert _utc(_duck(results, by_id)) == _utc(_pg(database_url, by_id))
