@@ -48,8 +48,9 @@ log = logging.getLogger("tradeos.backtest")
 
 BACKTESTS_DIR = "backtests"
 PRIVATE_DIR = 0o700
-# What a directory may already hold to be written into again: an earlier backtest's results.
-_OWN_FILES = frozenset({RESULTS_NAME, REPORT_NAME})
+# What a directory may already hold to be written into again: an earlier backtest's results (and what a run that
+# was killed while writing them leaves beside them: `.partial` files, DuckDB's `.wal`).
+_OWN_FILES = (RESULTS_NAME, REPORT_NAME)
 DEFAULT_CUTS = 4
 
 Progress = Callable[[int, int], None]  # (bars done, bars in the file)
@@ -169,7 +170,7 @@ def _prepare_out(settings: Settings, out: Path | None, run_id: str) -> Path:
     if out.exists() and not out.is_dir():
         raise BacktestError(f"--out: {out} exists and is not a directory")
     if out.is_dir():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in _OWN_FILES)
+        foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(_OWN_FILES))
         if foreign:
             raise BacktestError(
                 f"--out: {out} is not empty and holds no backtest's results ({', '.join(foreign[:3])}"

@@ -354,3 +354,22 @@ def test_a_backtest_classifies_with_the_promoted_model_as_up_does(
     assert any(row[3] == model for row in _duck(results, changes))
     by_id = f"SELECT {FILL_COLUMNS} FROM fills ORDER BY id"
     assert _utc(_duck(results, by_id)) == _utc(_pg(database_url, by_id))
+
+
+def test_a_former_backtest_directory_is_written_again_whole(tmp_path: Path, two_days: Path) -> None:
+    out = tmp_path / "run"
+    first = backtest(tmp_path / "home", ["--data", str(two_days), "--out", str(out), "--json"])
+    assert first.returncode == 0, first.stderr
+    (out / "results.duckdb.partial").write_text("left by a run killed while writing")
+
+    again = backtest(
+        tmp_path / "home", ["--data", str(two_days), "--out", str(out), "--json", "--profile", "aggressive"]
+    )
+
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert _duck(out / "results.duckdb", "SELECT run_id, profile FROM summary") == [
+        (summary["run_id"], "aggressive")
+    ]
+    assert summary["run_id"] != json.loads(first.stdout)["run_id"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "results.duckdb"]
