@@ -79,7 +79,7 @@ def new_run_id(now: datetime | None = None) -> str:
 
 def run_backtest(
     settings: Settings,
-    data: Path,
+    data: Path | ReplayFeed,
     *,
     strategy: str = "builtin",
     params: Mapping[str, str] | None = None,
@@ -96,11 +96,14 @@ def run_backtest(
     `start <= timestamp < end` (a walk-forward window; the engine starts cold at `start`). BacktestError for any
     unusable input, before anything is run or written."""
     run_id = run_id or new_run_id()
-    feed = _load(data)
+    # A feed already loaded (`live.backtest.load_replay`) spares a research flow's trials reading the file again.
+    feed = data if isinstance(data, ReplayFeed) else _load(data)
     if start is not None or end is not None:
         feed = feed.window(start, end)
         if not len(feed):
-            raise BacktestError(f"--data: {data} has no bar in the window [{iso_utc(start)}, {iso_utc(end)})")
+            raise BacktestError(
+                f"--data: {feed.source} has no bar in the window [{iso_utc(start)}, {iso_utc(end)})"
+            )
     choice = _choose(settings, strategy, params or {})
     profile_name = _profile(settings, profile)
     target = _prepare_out(settings, out, run_id) if write else None
@@ -119,7 +122,9 @@ def run_backtest(
         except StrategyError as exc:  # parameters the strategy refused when it was built
             raise BacktestError(str(exc)) from None
         frames = record.frames()
-        summary = _summary(settings, record, frames, run_id=run_id, data=data, choice=choice, started=started)
+        summary = _summary(
+            settings, record, frames, run_id=run_id, data=feed.source, choice=choice, started=started
+        )
         if target is None:
             return BacktestResult(summary=summary, out=None, results=None, report=None)
         frames["bars"] = feed.frame()
@@ -201,7 +206,7 @@ def _summary(
     frames: Mapping[str, Any],
     *,
     run_id: str,
-    data: Path,
+    data: str,
     choice: StrategyChoice,
     started: float,
 ) -> BacktestSummary:
@@ -209,7 +214,7 @@ def _summary(
     orders = frames["orders"]
     return BacktestSummary(
         run_id=run_id,
-        data=str(data),
+        data=data,
         strategy=choice.name if choice.spec == choice.name else f"{choice.name} ({choice.spec})",
         params=dict(choice.params),
         profile=record.profile,

@@ -256,6 +256,10 @@ def test_a_head_copy_keeps_the_first_timestamps_as_the_file_wrote_them(tmp_path:
 
     copy = feed.write_head(tmp_path / "head.csv", cross_sections=2)
 
+    window = feed.window(datetime(2026, 1, 5, 0, 1, tzinfo=UTC))
+    window_copy = window.write_head(tmp_path / "window.csv", cross_sections=window.cross_sections)
+
+    assert list(ReplayFeed.from_path(window_copy).batches()) == list(window.batches())
     assert list(ReplayFeed.from_path(copy).batches()) == list(feed.batches())[:2]
     assert copy.read_text().splitlines()[1:] == [
         "2026-01-05T00:00:00Z,AAPL,1,2,1,1.5,10",
