@@ -1,5 +1,5 @@
-"""The `tradeos` command line: `up` runs the whole system; `flows`, `status`, `halt`, ... are registered by their
-modules (api/cli_flows.py, api/cli_operator.py)."""
+"""The `tradeos` command line: `up` runs the whole system; `flows`, `backtest`, `status`, `halt`, ... are registered
+by their modules (api/cli_flows.py, api/cli_backtest.py, api/cli_operator.py)."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--profile", type=str, default=None, choices=PROFILE_NAMES)
     up.add_argument("--no-flows", action="store_true", help="do not serve the Prefect flows")
     up.add_argument("--no-api", action="store_true", help="engine only (no HTTP servers)")
-    for module in ("api.cli_flows", "api.cli_operator"):
+    for module in ("api.cli_flows", "api.cli_backtest", "api.cli_operator"):
         with contextlib.suppress(ImportError):
             __import__(module, fromlist=["register"]).register(sub)
     return parser
@@ -105,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         from api import cli_flows
 
         return int(cli_flows.run(args, settings))
+    if args.command == "backtest":
+        from api import cli_backtest
+
+        return int(cli_backtest.run(args, settings))
     from api import cli_operator
 
     return int(cli_operator.run(args, settings))

@@ -97,16 +97,18 @@ def build_engine(
     classifier: RegimeClassifier | None = None,
     confirm_bars: int = 30,
     wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    strategy: Strategy | None = None,
 ) -> Engine:
-    """An engine for `symbols` with the broker and the strategy named in `settings`. The profile and the initial
-    cash default to the settings' (a restart passes the ones found in the record)."""
+    """An engine for `symbols` with the broker and the strategy named in `settings` (or `strategy`, one chosen
+    otherwise, e.g. by `tradeos backtest --strategy`). The profile and the initial cash default to the settings'
+    (a restart passes the ones found in the record)."""
     check_adapters(settings)
     return Engine(
         symbols=symbols,
         profile=profile or get_profile(settings.profile),
         initial_cash=settings.initial_cash if initial_cash is None else initial_cash,
         broker=BROKERS[settings.broker](settings),
-        strategy=STRATEGIES[settings.strategy](settings, symbols),
+        strategy=strategy if strategy is not None else STRATEGIES[settings.strategy](settings, symbols),
         classifier=classifier,
         confirm_bars=confirm_bars,
         wall_clock=wall_clock,
