@@ -112,7 +112,7 @@ def run_backtest(
         total = len(feed)
         try:
             record = replay(
-                settings,
+                settings.engine,
                 feed,
                 strategy=choice,
                 profile=profile_name,
@@ -148,13 +148,13 @@ def _load(data: Path) -> ReplayFeed:
 
 def _choose(settings: Settings, spec: str, params: Mapping[str, str]) -> StrategyChoice:
     try:
-        return choose_strategy(settings, spec, params)
+        return choose_strategy(settings.engine, spec, params)
     except StrategyError as exc:
         raise BacktestError(str(exc)) from None
 
 
 def _profile(settings: Settings, profile: str | None) -> str:
-    name = profile or settings.profile
+    name = profile or settings.engine.profile
     if name not in PROFILE_NAMES:
         raise BacktestError(f"--profile: unknown profile {name!r}; valid: {', '.join(PROFILE_NAMES)}")
     return name
@@ -210,7 +210,7 @@ def _summary(
     choice: StrategyChoice,
     started: float,
 ) -> BacktestSummary:
-    figured = figures(frames, initial_cash=record.initial_cash, annualization=settings.annualization)
+    figured = figures(frames, initial_cash=record.initial_cash, annualization=settings.flows.annualization)
     orders = frames["orders"]
     return BacktestSummary(
         run_id=run_id,
@@ -306,7 +306,7 @@ def check_lookahead(
     def run(source: ReplayFeed, run_params: Mapping[str, str]) -> BacktestRecord:
         try:
             return replay(
-                settings,
+                settings.engine,
                 source,
                 strategy=_choose(settings, strategy, run_params),
                 profile=profile_name,

@@ -31,7 +31,7 @@ from live.feeds.base import FeedError
 from live.feeds.replay import ReplayFeed
 from live.profiles import Profile, get_profile
 from live.regime import RegimeClassifier
-from live.settings import Settings
+from live.settings import EngineSettings
 from live.strategy.base import PortfolioView, SignalRecorder, SignalRow, Strategy, TargetPosition
 
 __all__ = [
@@ -69,7 +69,7 @@ class StrategyChoice:
     build: Callable[[Sequence[str]], Strategy]
 
 
-def choose_strategy(settings: Settings, spec: str, params: Mapping[str, str]) -> StrategyChoice:
+def choose_strategy(settings: EngineSettings, spec: str, params: Mapping[str, str]) -> StrategyChoice:
     """The seam where `--strategy SPEC --param k=v` become a strategy (StrategyError when they cannot).
 
     A name registered in live/assembly.py `STRATEGIES`, or `path/to/file.py:Class` / `package.module:Class` built as
@@ -105,7 +105,7 @@ def choose_strategy(settings: Settings, spec: str, params: Mapping[str, str]) ->
 
 
 def _registered(
-    settings: Settings, factory: Callable[[Settings, Sequence[str]], Strategy]
+    settings: EngineSettings, factory: Callable[[EngineSettings, Sequence[str]], Strategy]
 ) -> Callable[[Sequence[str]], Strategy]:
     def build(symbols: Sequence[str]) -> Strategy:
         return factory(settings, symbols)
@@ -340,7 +340,7 @@ def _regime_changes_frame(changes: Sequence[RegimeChange]) -> pl.DataFrame:
 
 
 def replay(
-    settings: Settings,
+    settings: EngineSettings,
     feed: ReplayFeed,
     *,
     strategy: StrategyChoice,

@@ -37,7 +37,7 @@ def test_the_model_loaded_at_start_up_is_not_swapped_in_again_and_a_new_one_is(t
     watch = ModelWatch(loader=_loader, models_dir=models)
     classifier = watch.load()
     assert classifier is not None
-    engine = build_engine(Settings(home=tmp_path), symbols=("AAPL",), classifier=classifier)
+    engine = build_engine(Settings(home=tmp_path).engine, symbols=("AAPL",), classifier=classifier)
     book = Book(engine)
 
     watch.maybe_load(book)
