@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect
 
 from api.auth import websocket_authorized
+from api.browser_session import configured_token
 from api.reads import decode_json, read_portfolio
 from api.stores import Stores, StoreUnavailable
 from live.settings import Settings
@@ -198,10 +199,10 @@ def origin_allowed(*, origin: str | None, host: str | None, settings: Settings) 
     if origin is None:
         return True
     origin = _normalised(origin)
-    if origin in settings.ws_origin_allow_list:
+    if origin in settings.api.ws_origin_allow_list:
         return True
     port = _port_on_served_host(origin, host)
-    return port is not None and port in (_served_port(host, origin), settings.dashboard_port)
+    return port is not None and port in (_served_port(host, origin), settings.api.dashboard_port)
 
 
 def is_dashboard_origin(*, origin: str | None, host: str | None, settings: Settings) -> bool:
@@ -210,9 +211,9 @@ def is_dashboard_origin(*, origin: str | None, host: str | None, settings: Setti
     if origin is None:
         return False
     origin = _normalised(origin)
-    if origin == f"http://{settings.host}:{settings.dashboard_port}".lower():
+    if origin == f"http://{settings.api.host}:{settings.api.dashboard_port}".lower():
         return True
-    return _port_on_served_host(origin, host) == settings.dashboard_port
+    return _port_on_served_host(origin, host) == settings.api.dashboard_port
 
 
 async def serve_client(websocket: WebSocket) -> None:
@@ -226,7 +227,7 @@ async def serve_client(websocket: WebSocket) -> None:
         await websocket.close(code=1008, reason="origin not allowed")  # before accept: handshake refused, 403
         return
     from_dashboard = is_dashboard_origin(origin=origin, host=websocket.headers.get("host"), settings=settings)
-    if not websocket_authorized(websocket, settings.tool_token, session_allowed=from_dashboard):
+    if not websocket_authorized(websocket, configured_token(websocket.app), session_allowed=from_dashboard):
         await websocket.close(
             code=1008, reason="missing or invalid token"
         )  # before accept: handshake rejected
@@ -237,7 +238,7 @@ async def serve_client(websocket: WebSocket) -> None:
     try:
         await websocket.accept()
         initial = await initial_portfolio_message(
-            stores=app_state.stores, initial_cash=app_state.settings.initial_cash
+            stores=app_state.stores, initial_cash=settings.engine.initial_cash
         )
         if initial is not None:
             await websocket.send_text(initial)

@@ -24,7 +24,7 @@ from live.feeds.replay import ReplayFeed
 from live.feeds.sim import DEFAULT_SYMBOLS, SimFeed
 from live.profiles import Profile, get_profile
 from live.regime import RegimeClassifier
-from live.settings import Settings, SettingsError
+from live.settings import EngineSettings, SettingsError
 from live.strategy.base import Strategy
 from live.strategy.builtin import BuiltinStrategy
 
@@ -51,11 +51,11 @@ def _replay_feed(options: FeedOptions) -> Feed:
     return ReplayFeed.from_path(options.data, symbols=options.symbols)
 
 
-def _paper_broker(settings: Settings) -> Broker:
+def _paper_broker(settings: EngineSettings) -> Broker:
     return PaperBroker(commission_bps=settings.commission_bps, slippage_bps=settings.slippage_bps)
 
 
-def _builtin_strategy(settings: Settings, symbols: Sequence[str]) -> Strategy:
+def _builtin_strategy(settings: EngineSettings, symbols: Sequence[str]) -> Strategy:
     return BuiltinStrategy(symbols=symbols)
 
 
@@ -64,8 +64,8 @@ def _builtin_strategy(settings: Settings, symbols: Sequence[str]) -> Strategy:
 FEEDS: Mapping[str, Callable[[FeedOptions], Feed]] = MappingProxyType(
     {"sim": _sim_feed, "replay": _replay_feed}
 )
-BROKERS: Mapping[str, Callable[[Settings], Broker]] = MappingProxyType({"paper": _paper_broker})
-STRATEGIES: Mapping[str, Callable[[Settings, Sequence[str]], Strategy]] = MappingProxyType(
+BROKERS: Mapping[str, Callable[[EngineSettings], Broker]] = MappingProxyType({"paper": _paper_broker})
+STRATEGIES: Mapping[str, Callable[[EngineSettings, Sequence[str]], Strategy]] = MappingProxyType(
     {"builtin": _builtin_strategy}
 )
 
@@ -78,7 +78,7 @@ def build_feed(name: str, options: FeedOptions) -> Feed:
     return factory(options)
 
 
-def check_adapters(settings: Settings) -> None:
+def check_adapters(settings: EngineSettings) -> None:
     """Start-up check: the broker and the strategy settings name registered adapters (SettingsError otherwise)."""
     for variable, name, registry in (
         ("TRADEOS_BROKER", settings.broker, BROKERS),
@@ -89,7 +89,7 @@ def check_adapters(settings: Settings) -> None:
 
 
 def build_engine(
-    settings: Settings,
+    settings: EngineSettings,
     *,
     symbols: Sequence[str],
     profile: Profile | None = None,
@@ -97,16 +97,18 @@ def build_engine(
     classifier: RegimeClassifier | None = None,
     confirm_bars: int = 30,
     wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    strategy: Strategy | None = None,
 ) -> Engine:
-    """An engine for `symbols` with the broker and the strategy named in `settings`. The profile and the initial
-    cash default to the settings' (a restart passes the ones found in the record)."""
+    """An engine for `symbols` with the broker and the strategy named in `settings` (or `strategy`, one chosen
+    otherwise, e.g. by `tradeos backtest --strategy`). The profile and the initial cash default to the settings'
+    (a restart passes the ones found in the record)."""
     check_adapters(settings)
     return Engine(
         symbols=symbols,
         profile=profile or get_profile(settings.profile),
         initial_cash=settings.initial_cash if initial_cash is None else initial_cash,
         broker=BROKERS[settings.broker](settings),
-        strategy=STRATEGIES[settings.strategy](settings, symbols),
+        strategy=strategy if strategy is not None else STRATEGIES[settings.strategy](settings, symbols),
         classifier=classifier,
         confirm_bars=confirm_bars,
         wall_clock=wall_clock,

@@ -58,7 +58,7 @@ def _ws_origin(request: Request, settings: Settings) -> str | None:
     if not _HOST_NAME.fullmatch(host):
         return None
     scheme = "wss" if request.url.scheme == "https" else "ws"
-    return f"{scheme}://{host}:{settings.api_port}"
+    return f"{scheme}://{host}:{settings.api.api_port}"
 
 
 def _script_json(value: object) -> str:
@@ -106,7 +106,7 @@ async def asset(name: str) -> Response:
 
 @router.get("/dashboard/overview", response_model=Overview)
 async def overview(stores: StoresDep, settings: SettingsDep) -> Overview:
-    return await read_overview(stores=stores, initial_cash=settings.initial_cash)
+    return await read_overview(stores=stores, initial_cash=settings.engine.initial_cash)
 
 
 @router.get("/dashboard/signal-ic", response_model=SignalsMetrics | None)
@@ -153,16 +153,17 @@ def report(name: str, settings: SettingsDep) -> Response:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """The dashboard app; `settings.database_url` and `settings.redis_url` must be resolved (not None)."""
-    if not settings.database_url or not settings.redis_url:
+    """The dashboard app; `settings.stores`' URLs must be resolved (not None)."""
+    if settings.stores.database_url is None or settings.stores.redis_url is None:
         raise ValueError("the dashboard needs resolved TRADEOS_DATABASE_URL and TRADEOS_REDIS_URL")
-    database_url, redis_url = settings.database_url, settings.redis_url
+    database_url = settings.stores.database_url.get_secret_value()
+    redis_url = settings.stores.redis_url.get_secret_value()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stores = await Stores.open(database_url=database_url, redis_url=redis_url)
         app.state.stores = stores
-        app.state.control = TradingControl(stores=stores, default_profile=settings.profile)
+        app.state.control = TradingControl(stores=stores, default_profile=settings.engine.profile)
         try:
             yield
         finally:

@@ -112,3 +112,12 @@ def recent_control_actions(*, limit: int) -> Query[list[RecordedControlAction]]:
         params={"limit": limit},
         decode=_control_actions,
     )
+
+
+def _action_tally(rows: list[Row]) -> dict[str, int]:
+    return {action: int(count) for action, count in rows}
+
+
+def control_action_tally() -> Query[dict[str, int]]:
+    """Control actions on record counted by action (halt, resume, reduce, flatten, profile), by anyone."""
+    return Query(sql="SELECT action, count(*) FROM control_actions GROUP BY 1", decode=_action_tally)
