@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -18,10 +19,12 @@ from api.browser_session import CSRF_HEADER, csrf_for, install_browser_session
 from api.control import TradingControl
 from api.dashboard.overview import Overview, read_overview
 from api.deps import SettingsDep, StoresDep, TokenDep
+from api.flow_runs import FlowRuns, FlowRunsUnavailable
 from api.metrics import SignalsMetrics, get_warehouse
 from api.metrics import signals as signal_metrics
 from api.request_limits import install_request_limits
 from api.stores import Stores
+from live.domain import iso_utc
 from live.settings import Settings
 
 DASHBOARD_TITLE: Final = "TRADEOS dashboard"
@@ -121,9 +124,7 @@ def signal_ic(request: Request) -> SignalsMetrics | None:
         raise
 
 
-@router.get("/dashboard/links")
-def links(settings: SettingsDep) -> dict[str, Any]:
-    """The reports on disk (newest first) and the Prefect UI of this home's running flows, if any."""
+def _reports_and_prefect_ui(settings: Settings) -> tuple[list[str], str | None]:
     from flows.serve import read_run_file
 
     try:
@@ -132,11 +133,24 @@ def links(settings: SettingsDep) -> dict[str, Any]:
         )
     except OSError:
         names = []
-    run = read_run_file(settings) or {}
-    ui_url = run.get("ui_url")
+    ui_url = (read_run_file(settings) or {}).get("ui_url")
+    return [f"/reports/{name}" for name in names[:60]], ui_url if isinstance(ui_url, str) else None
+
+
+@router.get("/dashboard/links")
+async def links(request: Request, settings: SettingsDep) -> dict[str, Any]:
+    """The reports on disk (newest first), the Prefect UI of this home's running flows, and when each flow last
+    completed (asked of that Prefect server as the Metrics API asks it; empty when none answers)."""
+    reports, prefect_ui = await asyncio.to_thread(_reports_and_prefect_ui, settings)
+    flow_runs: FlowRuns = request.app.state.flow_runs
+    try:
+        completed = await flow_runs.last_successes()
+    except FlowRunsUnavailable:
+        completed = {}
     return {
-        "reports": [f"/reports/{name}" for name in names[:60]],
-        "prefect_ui": ui_url if isinstance(ui_url, str) else None,
+        "reports": reports,
+        "prefect_ui": prefect_ui,
+        "flows_last_completed": {name: iso_utc(ended) for name, ended in sorted(completed.items())},
     }
 
 
@@ -178,6 +192,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.flow_runs = FlowRuns(settings)
     operator.add_error_handlers(app)
     install_request_limits(app)
     app.include_router(router)

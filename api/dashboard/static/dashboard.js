@@ -445,6 +445,11 @@
     } else {
       prefect.textContent = "Prefect UI: the flows are not served by this TRADEOS home.";
     }
+    const completed = Object.entries(links.flows_last_completed);
+    fillBody("flow-runs", completed.length ? completed : [["no completed run found", null]], ([name, ended]) => [
+      cell(name),
+      cell(ended ? time(ended) : ""),
+    ]);
     $("reports").replaceChildren(
       ...(links.reports.length
         ? links.reports.map((href) => {

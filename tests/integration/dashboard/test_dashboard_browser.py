@@ -286,6 +286,7 @@ def test_the_reports_are_served_behind_the_session(visit: Visit, desk: Desk) -> 
     page = signed_in(visit, desk)
     link = page.locator("#reports a", has_text="2026-01-05")
     expect(link).to_have_attribute("href", "/reports/2026-01-05.html")
+    expect(page.locator("#flow-runs")).to_contain_text("no completed run found")  # --no-flows: no Prefect
     response = visit.context.request.get(desk.dashboard_url + "/reports/2026-01-05.html")
 
     assert response.status == 200
