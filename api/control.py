@@ -310,10 +310,11 @@ class TradingControl:
     ) -> None:
         """Records the action. `wait_for_flush=False` is for a halt only: its commit then does not wait for the WAL
         flush, which at full engine speed queues behind the engine's COPY batches (10-130 ms, the slowest part of a
-        halt). A halt is set in the Redis kill switch before it is recorded, so a PostgreSQL crash in the fraction
-        of a second before the flush loses the line of the record, never the halt: the engine, running or
-        restarted, halts on the switch and records the halted state in its own next (synchronous) commit, whose
-        flush also makes this line durable (the WAL is flushed in order)."""
+        halt once the engine answers promptly). A halt is set in the Redis kill switch before it is recorded, so a
+        PostgreSQL crash in the fraction of a second before the flush can lose this line of the record, never the
+        halt: a running engine has it in force and its gate reads the switch before every order; a restarted one
+        halts on the switch and records that halt itself. And the line is durable within a fraction of a second
+        anyway (`execute_unflushed_async`; at full speed the engine's own commits, every 0.25 s, flush it)."""
         statement = record.decisions.insert_control_action(
             ControlAction(timestamp=at, action=action, actor=actor, reason=reason, value=value)
         )
@@ -324,10 +325,7 @@ class TradingControl:
             if wait_for_flush:
                 await record.execute_async(own, statement)
                 return
-            # BEGIN, SET LOCAL, INSERT and COMMIT in one round trip.
-            async with own.pipeline(), own.transaction():
-                await record.execute_async(own, record.decisions.without_waiting_for_the_flush())
-                await record.execute_async(own, statement)
+            await record.execute_unflushed_async(own, statement)
 
     async def _recorded_profile(self) -> str:
         try:

@@ -50,13 +50,6 @@ def insert_control_action(action: ControlAction) -> Statement:
     )
 
 
-def without_waiting_for_the_flush() -> Statement:
-    """Inside a transaction: its commit returns before its WAL is flushed to disk (`synchronous_commit = off`).
-    Durable within 3 × `wal_writer_delay`, or at the next synchronous commit by anyone (the WAL is flushed in
-    order); a server crash before then loses it, which only a record backed by another store may accept."""
-    return Statement(sql="SET LOCAL synchronous_commit = off")
-
-
 def insert_control_actions(actions: Iterable[ControlAction]) -> Batch:
     return Batch(
         sql=insert_sql("control_actions", _CONTROL_ACTION_WRITTEN),
