@@ -161,7 +161,7 @@ class TradingControl:
         if redis_error is None:
             # The kill switch is set: the record and the engine's confirmation need not wait for each other.
             recorded, acknowledged = await asyncio.gather(
-                self._record_halt(already=already, actor=actor, reason=reason, at=now),
+                self._record_halt(already=already, actor=actor, reason=reason, at=now, held_by_redis=True),
                 self._acknowledged(sent),
             )
             if isinstance(recorded, StoreUnavailable):
@@ -173,7 +173,9 @@ class TradingControl:
                 return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
             # What the pipeline above put in force: reading it back would cost the operator another round trip.
             return _status_of(halted, profile=current.profile, engine_acknowledged=acknowledged)
-        recorded = await self._record_halt(already=already, actor=actor, reason=reason, at=now)
+        recorded = await self._record_halt(
+            already=already, actor=actor, reason=reason, at=now, held_by_redis=False
+        )
         if isinstance(recorded, StoreUnavailable):
             raise StoreUnavailable("redis and postgres", recorded) from recorded
         raise StoreUnavailable(
@@ -181,13 +183,16 @@ class TradingControl:
         ) from redis_error
 
     async def _record_halt(
-        self, *, already: bool, actor: str, reason: str, at: datetime
+        self, *, already: bool, actor: str, reason: str, at: datetime, held_by_redis: bool
     ) -> StoreUnavailable | None:
+        """Records the halt. Once the kill switch is set (`held_by_redis`), the record need not wait for the disk
+        (see `_record`); without it the record is all that holds the halt, and it waits."""
         if already:
             return None
         try:
-            # The kill switch, set first, holds the halt; the record need not wait for the disk (see _record).
-            await self._record(action="halt", actor=actor, reason=reason, at=at, wait_for_flush=False)
+            await self._record(
+                action="halt", actor=actor, reason=reason, at=at, wait_for_flush=not held_by_redis
+            )
         except StoreUnavailable as exc:
             return exc
         return None
