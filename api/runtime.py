@@ -5,8 +5,9 @@ An operator's halt is acknowledged by the engine's command thread and answered b
 does much work, but each waits whenever the interpreter stops the world. The worst such stop was CPython's full
 (generation 2) garbage collection: it walks every container object in the process — at `tradeos up` mostly the
 ~100k functions, classes and descriptors the imports created, which never die — and it ran about every second
-in the engine at full speed (each batch of bars waiting for its commit survives two young collections), holding
-the GIL 50–240 ms each time on the reference machine; once in the API process (116 ms). So, once started:
+in the engine at full speed (each batch of bars waiting for its commit outlives the young collections), holding
+the GIL 50–240 ms each time on a 2-core machine at load ~2 (bench/README.md); once a run in the API process
+(116–364 ms). So, once started:
 
 - everything alive is moved out of the collector's sight (`gc.freeze`): it is still freed when its last reference
   goes, it is just never walked again;
@@ -14,7 +15,7 @@ the GIL 50–240 ms each time on the reference machine; once in the API process 
   is only what was allocated since start-up and is still alive, so it is short as well as rare; cyclic garbage
   that lived long enough to reach generation 2 is freed later, not never.
 
-Young collections (a few hundred objects, well under 1 ms) are left as they are.
+Young collections (generations 0 and 1: what was allocated lately, about 1 ms at most) are left as they are.
 """
 
 from __future__ import annotations
