@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from api import runtime
 from live.settings import PROFILE_NAMES, Settings, SettingsError, load_settings
 
 log = logging.getLogger("tradeos")
@@ -280,8 +281,8 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
     feed = make_feed(args)
     _check_adapters(settings)
     _configure_logging(settings)
-    # The control thread (operator commands, the kill-switch poll) must get the GIL promptly from a busy engine.
-    sys.setswitchinterval(0.001)
+    # The command thread must get the GIL promptly from a busy engine (api/runtime.py).
+    runtime.hand_over_the_gil_promptly()
     from live.service import EngineRunner, RunnerOptions
 
     with _stores(settings) as (database_url, redis_url):
@@ -300,6 +301,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
             target=_run_engine, args=(runner, stop), name="tradeos-engine", daemon=True
         )
         children: dict[str, subprocess.Popen[bytes]] = {}
+        runtime.settle_heap()
         engine_thread.start()
         log.info("TRADEOS up at %s: feed %s, speed %s", datetime.now(UTC).isoformat(), args.feed, args.speed)
         try:
@@ -460,6 +462,7 @@ async def _serve_apis(settings: Settings, stop: threading.Event) -> None:
         settings.api.host,
         settings.api.dashboard_port,
     )
+    runtime.settle_heap()  # no full collection stalls the loop in the middle of a halt (api/runtime.py)
     tasks = [asyncio.create_task(server.serve()) for server in servers]
     tasks.append(asyncio.create_task(watch_engine()))
     # Whichever ends first (a signal, the engine stopping, a server failing) brings the others down.

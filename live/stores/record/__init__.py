@@ -25,6 +25,7 @@ from live.stores.record.statements import (
     execute_async,
     execute_many,
     execute_many_async,
+    execute_unflushed_async,
     fetch,
     fetch_async,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "execute_async",
     "execute_many",
     "execute_many_async",
+    "execute_unflushed_async",
     "fetch",
     "fetch_async",
     "lease",

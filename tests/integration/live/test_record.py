@@ -286,6 +286,32 @@ async def test_the_last_halt_resume_or_reduce_is_the_recorded_trading_state(
     assert (recorded.state, recorded.since) == (TradingState.REDUCE_ONLY, T0 + 3 * MINUTE)
 
 
+async def test_a_record_written_without_waiting_for_the_flush_is_committed_as_given_and_leaves_the_session_durable(
+    conn: psycopg.Connection[Any], aconn: psycopg.AsyncConnection[Any]
+) -> None:
+    """The halt's record (api/control.py): one round trip that must neither mangle the operator's words (its
+    parameters are bound on the client) nor leave the pooled connection committing without the flush."""
+    reason = "it's \\'news\\'; DROP TABLE control_actions; -- %s {x} 100%"
+    halt = ControlAction(timestamp=T0, action="halt", actor="o'brien", reason=reason)
+    await record.execute_unflushed_async(aconn, record.decisions.insert_control_action(halt))
+
+    # Seen from another session, so committed; the words as given.
+    assert conn.execute("SELECT timestamp, action, actor, reason FROM control_actions").fetchall() == [
+        (T0, "halt", "o'brien", reason)
+    ]
+    # The next statement on the same connection waits for the flush again.
+    assert (await (await aconn.execute("SHOW synchronous_commit")).fetchone()) == ("on",)
+
+    # A statement that fails records nothing and leaves the connection usable, and durable.
+    bad = record.Statement(
+        sql="INSERT INTO control_actions (timestamp, action) VALUES (%s, %s)", params=(T0, None)
+    )
+    with pytest.raises(psycopg.errors.NotNullViolation):
+        await record.execute_unflushed_async(aconn, bad)
+    assert conn.execute("SELECT count(*) FROM control_actions").fetchone() == (1,)
+    assert (await (await aconn.execute("SHOW synchronous_commit")).fetchone()) == ("on",)
+
+
 async def test_profile_switches_take_one_lock_across_connections(
     conn: psycopg.Connection[Any], aconn: psycopg.AsyncConnection[Any]
 ) -> None:
