@@ -9,7 +9,13 @@ import sys
 import typing
 from typing import TYPE_CHECKING, Any, cast
 
-from flows import FLOW_NAMES, apply_prefect_environment, operator_prefect_api, prefect_environment
+from flows import (
+    FLOW_NAMES,
+    READS_RECORD,
+    apply_prefect_environment,
+    operator_prefect_api,
+    prefect_environment,
+)
 from live.settings import Settings
 
 if TYPE_CHECKING:
@@ -101,7 +107,8 @@ def run_flow(name: str, settings: Settings, params: list[str] | None = None) -> 
         print(f"tradeos flows run {name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        database_url(settings)
+        if name in READS_RECORD:
+            database_url(settings)
     except DatabaseNotConfiguredError as exc:
         print(f"tradeos flows run {name}: {exc}", file=sys.stderr)
         return EXIT_USAGE

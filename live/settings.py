@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         default="builtin",
         description="What decides the orders: a strategy registered in live/assembly.py (checked at start-up).",
     )
+    dask_address: str | None = Field(
+        default=None,
+        description="A Dask scheduler (tcp://host:8786) the walk-forward flow fans its trials out to; unset = "
+        "local threads or processes.",
+    )
     lease_ttl_seconds: float = Field(default=5.0, gt=0)
     stale_feed_seconds: float = Field(default=300.0, gt=0, description="Breaker: no bar for this long.")
     dashboard_port: int = Field(default=18002, ge=1, le=65535)
@@ -62,9 +67,9 @@ class Settings(BaseSettings):
         description="`json`: one JSON object per log line (ts, level, logger, message, exception), for a log shipper.",
     )
 
-    @field_validator("tool_token")
+    @field_validator("tool_token", "dask_address")
     @classmethod
-    def _empty_token_is_unset(cls, value: str | None) -> str | None:
+    def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
 
     @field_validator("ws_allowed_origins")
