@@ -53,7 +53,7 @@ class BacktestSummary:
     run_id: str
     data: str
     strategy: str
-    params: Mapping[str, str]
+    params: Mapping[str, object]  # as the strategy took them
     profile: str
     regime_model: str
     first_bar: datetime | None

@@ -48,8 +48,9 @@ log = logging.getLogger("tradeos.backtest")
 
 BACKTESTS_DIR = "backtests"
 PRIVATE_DIR = 0o700
-# What a directory may already hold to be written into again: an earlier backtest's results.
-_OWN_FILES = frozenset({RESULTS_NAME, REPORT_NAME})
+# What a directory may already hold to be written into again: an earlier backtest's results (and what a run that
+# was killed while writing them leaves beside them: `.partial` files, DuckDB's `.wal`).
+_OWN_FILES = (RESULTS_NAME, REPORT_NAME)
 DEFAULT_CUTS = 4
 
 Progress = Callable[[int, int], None]  # (bars done, bars in the file)
@@ -78,7 +79,7 @@ def new_run_id(now: datetime | None = None) -> str:
 
 def run_backtest(
     settings: Settings,
-    data: Path,
+    data: Path | ReplayFeed,
     *,
     strategy: str = "builtin",
     params: Mapping[str, str] | None = None,
@@ -95,11 +96,14 @@ def run_backtest(
     `start <= timestamp < end` (a walk-forward window; the engine starts cold at `start`). BacktestError for any
     unusable input, before anything is run or written."""
     run_id = run_id or new_run_id()
-    feed = _load(data)
+    # A feed already loaded (`live.backtest.load_replay`) spares a research flow's trials reading the file again.
+    feed = data if isinstance(data, ReplayFeed) else _load(data)
     if start is not None or end is not None:
         feed = feed.window(start, end)
         if not len(feed):
-            raise BacktestError(f"--data: {data} has no bar in the window [{iso_utc(start)}, {iso_utc(end)})")
+            raise BacktestError(
+                f"--data: {feed.source} has no bar in the window [{iso_utc(start)}, {iso_utc(end)})"
+            )
     choice = _choose(settings, strategy, params or {})
     profile_name = _profile(settings, profile)
     target = _prepare_out(settings, out, run_id) if write else None
@@ -118,7 +122,9 @@ def run_backtest(
         except StrategyError as exc:  # parameters the strategy refused when it was built
             raise BacktestError(str(exc)) from None
         frames = record.frames()
-        summary = _summary(settings, record, frames, run_id=run_id, data=data, choice=choice, started=started)
+        summary = _summary(
+            settings, record, frames, run_id=run_id, data=feed.source, choice=choice, started=started
+        )
         if target is None:
             return BacktestResult(summary=summary, out=None, results=None, report=None)
         frames["bars"] = feed.frame()
@@ -169,7 +175,7 @@ def _prepare_out(settings: Settings, out: Path | None, run_id: str) -> Path:
     if out.exists() and not out.is_dir():
         raise BacktestError(f"--out: {out} exists and is not a directory")
     if out.is_dir():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in _OWN_FILES)
+        foreign = sorted(p.name for p in out.iterdir() if not p.name.startswith(_OWN_FILES))
         if foreign:
             raise BacktestError(
                 f"--out: {out} is not empty and holds no backtest's results ({', '.join(foreign[:3])}"
@@ -200,7 +206,7 @@ def _summary(
     frames: Mapping[str, Any],
     *,
     run_id: str,
-    data: Path,
+    data: str,
     choice: StrategyChoice,
     started: float,
 ) -> BacktestSummary:
@@ -208,7 +214,7 @@ def _summary(
     orders = frames["orders"]
     return BacktestSummary(
         run_id=run_id,
-        data=str(data),
+        data=data,
         strategy=choice.name if choice.spec == choice.name else f"{choice.name} ({choice.spec})",
         params=dict(choice.params),
         profile=record.profile,

@@ -48,9 +48,12 @@ class ReplayFeed:
         volumes: list[float],
         spreads: list[float],
         source: str = "<memory>",
+        first_row: int = 0,
     ) -> None:
-        # `times[k]` is the timestamp of the rows from `starts[k]` up to the next start.
+        # `times[k]` is the timestamp of the rows from `starts[k]` up to the next start; the rows are the source's
+        # from `first_row` on (a window of a file starts further in).
         self.source = source
+        self._first_row = first_row
         self._times = times
         self._starts = starts
         self._names = symbols
@@ -135,26 +138,28 @@ class ReplayFeed:
             volumes=self._columns[4][lo:hi],
             spreads=self._columns[5][lo:hi],
             source=self.source,
+            first_row=self._first_row + lo,
         )
 
     def write_head(self, dest: Path, *, cross_sections: int) -> Path:
-        """Copies the file's first `cross_sections` timestamps to `dest` in the file's own format, each value
-        as the file wrote it (a truncated copy for the look-ahead check)."""
+        """Copies this feed's first `cross_sections` timestamps to `dest` in the source file's format, each value
+        as the file wrote it (a truncated copy for the look-ahead check; a window's own file)."""
         source = Path(self.source)
         rows = len(self._names) if cross_sections >= len(self._starts) else self._starts[cross_sections]
         if source.suffix.lower() in _CSV_SUFFIXES:
             frame = pl.read_csv(source, infer_schema=False)
-            # Blank lines are skipped as on loading, so `rows` counts the same bars.
-            frame.filter(~pl.all_horizontal(pl.col(REQUIRED_COLUMNS).is_null())).head(rows).write_csv(dest)
+            # Blank lines are skipped as on loading, so rows are counted as the feed counts them.
+            frame = frame.filter(~pl.all_horizontal(pl.col(REQUIRED_COLUMNS).is_null()))
+            frame.slice(self._first_row, rows).write_csv(dest)
         else:
-            pl.read_parquet(source).head(rows).write_parquet(dest)
+            pl.read_parquet(source).slice(self._first_row, rows).write_parquet(dest)
         return dest
 
     def batches(self) -> Iterator[list[Bar]]:
         """Yield the bars of each timestamp, in file order."""
         names = self._names
         opens, highs, lows, closes, volumes, spreads = self._columns
-        ends = [*self._starts[1:], len(names)]
+        ends = [*self._starts[1:], len(names)] if self._starts else []
         for ts, start, end in zip(self._times, self._starts, ends, strict=True):
             yield [
                 Bar(timestamp=ts, symbol=sym, open=o, high=h, low=lo, close=c, volume=v, spread=sp)

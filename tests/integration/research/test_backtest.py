@@ -4,9 +4,15 @@ results file and summary say what its fills say."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import pty
 import stat
+import subprocess
+import sys
+import threading
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -18,6 +24,8 @@ import psycopg
 import pytest
 import redis
 
+from analytics.regime_model import feature_matrix, promote, save, train
+from live.feeds.replay import ReplayFeed
 from tests.integration.research.backtest_support import backtest, sim_replay
 from tests.support import Service, eventually
 
@@ -280,3 +288,88 @@ def test_a_bad_input_exits_2_with_one_line_and_writes_nothing(
     assert not (home / "backtests").exists() or not any((home / "backtests").iterdir())
     after = sorted(str(p) for p in tmp_path.rglob("*") if not str(p).startswith(str(home)))
     assert after == [p for p in before if not p.startswith(str(home))]
+
+
+def test_a_terminal_sees_a_progress_bar_on_stderr_and_stdout_stays_the_summary(
+    tmp_path: Path, two_days: Path
+) -> None:
+    controller, terminal = pty.openpty()
+    shown = bytearray()
+
+    def read_terminal() -> None:
+        with contextlib.suppress(OSError):  # EIO once the child has closed its end
+            while chunk := os.read(controller, 65536):
+                shown.extend(chunk)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEOS_")}
+    env["TRADEOS_HOME"] = str(tmp_path / "home")
+    with subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "backtest", "--data", str(two_days), "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=terminal,
+        text=True,
+    ) as process:
+        os.close(terminal)
+        stdout, _ = process.communicate(timeout=300)
+    reader.join(timeout=30)
+    os.close(controller)
+
+    assert process.returncode == 0
+    assert json.loads(stdout)["bars"] == 2 * 1440 * 8
+    assert "\r[" in shown.decode()
+    assert "100.0 % 23,040/23,040 bars" in shown.decode()
+
+
+def _promote_a_model(models: Path, data: Path) -> str:
+    """A regime model trained on the file and promoted, as the regime-retrain flow leaves it."""
+    stamps, features = feature_matrix(ReplayFeed.from_path(data).frame())
+    trained = train(stamps, features, created_at=datetime(2026, 1, 7, tzinfo=UTC))
+    artifact = save(trained, models)
+    assert artifact is not None, trained.reason
+    promote(artifact, models, promoted_at=datetime(2026, 1, 7, tzinfo=UTC))
+    return artifact.name
+
+
+def test_a_backtest_classifies_with_the_promoted_model_as_up_does(
+    tmp_path: Path, two_days: Path, database_url: str, redis_url: str
+) -> None:
+    home = tmp_path / "home"
+    model = _promote_a_model(home / "models", two_days)
+    env = {"TRADEOS_DATABASE_URL": database_url, "TRADEOS_REDIS_URL": redis_url}
+    with Service(
+        home, [*ENGINE_ONLY, "--feed", "replay", "--data", str(two_days), "--speed", "0"], env
+    ) as service:
+        eventually(lambda: "feed finished" in service.output, timeout=240, what="the replay to finish")
+
+    done = backtest(home, ["--data", str(two_days), "--out", str(tmp_path / "run"), "--json"], env)
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["regime_model"] == model
+    results = tmp_path / "run" / "results.duckdb"
+    changes = 'SELECT timestamp, previous, "current", model FROM regime_changes ORDER BY timestamp'
+    assert _utc(_duck(results, changes)) == _utc(_pg(database_url, changes))
+    assert any(row[3] == model for row in _duck(results, changes))
+    by_id = f"SELECT {FILL_COLUMNS} FROM fills ORDER BY id"
+    assert _utc(_duck(results, by_id)) == _utc(_pg(database_url, by_id))
+
+
+def test_a_former_backtest_directory_is_written_again_whole(tmp_path: Path, two_days: Path) -> None:
+    out = tmp_path / "run"
+    first = backtest(tmp_path / "home", ["--data", str(two_days), "--out", str(out), "--json"])
+    assert first.returncode == 0, first.stderr
+    (out / "results.duckdb.partial").write_text("left by a run killed while writing")
+
+    again = backtest(
+        tmp_path / "home", ["--data", str(two_days), "--out", str(out), "--json", "--profile", "aggressive"]
+    )
+
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert _duck(out / "results.duckdb", "SELECT run_id, profile FROM summary") == [
+        (summary["run_id"], "aggressive")
+    ]
+    assert summary["run_id"] != json.loads(first.stdout)["run_id"]
+    assert sorted(p.name for p in out.iterdir()) == ["report.html", "results.duckdb"]
