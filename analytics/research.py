@@ -110,13 +110,13 @@ def parse_grid(grid: str | Mapping[str, Sequence[object]]) -> dict[str, list[str
         for part in grid.split(";"):
             if not part.strip():
                 continue
-            name, sep, values = part.partition("=")
-            name = name.strip()
-            if not sep or not name:
+            key, sep, listed = part.partition("=")
+            key = key.strip()
+            if not sep or not key:
                 raise ResearchError(f"grid: {part.strip()!r} is not NAME=V1,V2,...")
-            if name in axes:
-                raise ResearchError(f"grid: parameter {name!r} given twice")
-            axes[name] = [v.strip() for v in values.split(",") if v.strip()]
+            if key in axes:
+                raise ResearchError(f"grid: parameter {key!r} given twice")
+            axes[key] = [v.strip() for v in listed.split(",") if v.strip()]
     else:
         axes = {str(name): [str(v) for v in values] for name, values in grid.items()}
     if not axes:
@@ -379,7 +379,10 @@ def render_report(run: ResearchRun, *, generated_at: datetime) -> str:
             ["Strategy", escape(run.strategy)],
             ["Profile", escape(run.profile)],
             ["Objective", escape(f"{objective} (highest in-sample wins)")],
-            ["Windows (timestamps)", escape(f"train {run.train_bars}, test {run.test_bars}, step {run.step_bars}")],
+            [
+                "Windows (timestamps)",
+                escape(f"train {run.train_bars}, test {run.test_bars}, step {run.step_bars}"),
+            ],
             ["Folds × trials", escape(f"{len(run.folds)} × {len(run.folds[0].params) if run.folds else 0}")],
             ["Task runner", escape(run.task_runner)],
         ],

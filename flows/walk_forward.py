@@ -10,6 +10,7 @@ the live system of record). The tasks fan out on a task runner chosen per run: D
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -40,7 +41,7 @@ from analytics.research import (
 from analytics.warehouse import Warehouse
 from flows.backtest import BacktestError, new_run_id, run_backtest
 from flows.sync import run_logger
-from live.backtest import FeedError, StrategyError, choose_strategy, load_replay
+from live.backtest import FeedError, ReplayFeed, StrategyError, choose_strategy, load_replay
 from live.settings import PROFILE_NAMES, Settings, load_settings
 
 if TYPE_CHECKING:
@@ -73,7 +74,7 @@ def run_trial(
     """One backtest of `params` on the window [start, end) of the file: its figures (picklable, for any runner)."""
     summary = run_backtest(
         settings,
-        Path(data),
+        replay_file(Path(data)),
         strategy=strategy,
         params=params,
         profile=profile,
@@ -84,12 +85,24 @@ def run_trial(
     return {name: getattr(summary, name) for name in FIGURE_NAMES}
 
 
+@functools.lru_cache(maxsize=4)
+def _loaded(path: Path, modified_ns: int, size: int) -> ReplayFeed:
+    return load_replay(path)
+
+
+def replay_file(path: Path) -> ReplayFeed:
+    """The replay file, read once per process (and again only if it changes): a worker's trials share it. Trials
+    get the file's path, not its bars, so a Dask worker on another machine reads its own copy."""
+    stat = path.stat()
+    return _loaded(path, stat.st_mtime_ns, stat.st_size)
+
+
 def task_runner(
     dask_address: str | None, *, local: LocalRunner = "threads", max_workers: int | None = None
 ) -> tuple[TaskRunner[Any], str]:
     """The runner the trials fan out on, and how the run records it."""
     if dask_address:
-        from prefect_dask import DaskTaskRunner
+        from prefect_dask.task_runners import DaskTaskRunner
 
         return DaskTaskRunner(address=dask_address), f"dask {dask_address}"
     workers = max_workers or os.cpu_count() or 1
@@ -115,7 +128,7 @@ def _check(settings: Settings, data: Path, *, strategy: str, grid: Sequence[Para
 
 def _plan(data: Path, *, train_bars: int, test_bars: int, step_bars: int) -> list[Fold]:
     try:
-        feed = load_replay(data)
+        feed = replay_file(data)
     except (FeedError, OSError) as exc:
         raise ResearchError(f"data: {exc}") from None
     return plan_folds(
@@ -237,7 +250,11 @@ def walk_forward(
                 )
                 results.append(
                     FoldResult(
-                        fold=fold, params=points, in_sample=in_sample, chosen=best, out_of_sample=out_of_sample
+                        fold=fold,
+                        params=points,
+                        in_sample=in_sample,
+                        chosen=best,
+                        out_of_sample=out_of_sample,
                     )
                 )
     except BacktestError as exc:  # a window or a parameter the backtest refused

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from batch_records import SystemOfRecord, apply_schema, build_system_of_record, write_system_of_record
 
 from live.settings import Settings

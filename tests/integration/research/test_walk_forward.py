@@ -95,7 +95,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Ite
         argv = ["flows", "run", "walk-forward"] + [arg for p in params for arg in ("--param", p)]
         assert run(_args(*argv), settings) == 0
         [(threads,)] = _rows(home, "SELECT run_id FROM research_runs")
-        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster:
             patch.setenv("TRADEOS_DASK_ADDRESS", cluster.scheduler_address)
             outcome = walk_forward(
                 data=str(data),
@@ -120,7 +122,9 @@ def test_a_run_on_a_dask_cluster_of_processes_equals_the_run_on_threads(runs: Wa
     assert on_dask == on_threads
 
 
-def test_out_of_sample_windows_follow_their_train_windows_and_never_overlap_them(runs: WalkForwardRuns) -> None:
+def test_out_of_sample_windows_follow_their_train_windows_and_never_overlap_them(
+    runs: WalkForwardRuns,
+) -> None:
     folds = _rows(
         runs.home,
         "SELECT DISTINCT fold, train_start, train_end, test_start, test_end, is_bars, oos_bars"
