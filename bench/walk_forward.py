@@ -52,19 +52,18 @@ def measure(trials: int) -> dict[str, Figure]:
         grid = _grid(trials)
         workers = os.cpu_count() or 1
         load = load_average()
-        with prefect_test_harness(server_startup_timeout=180):
-            with Stopwatch() as watch:
-                outcome = walk_forward(
-                    data=str(data),
-                    grid=grid,
-                    train_bars=WINDOW,
-                    test_bars=WINDOW,
-                    step_bars=WINDOW,
-                    strategy=STRATEGY,
-                    objective="sharpe_ratio",
-                    local_runner="processes",
-                    max_workers=workers,
-                )
+        with prefect_test_harness(server_startup_timeout=180), Stopwatch() as watch:
+            outcome = walk_forward(
+                data=str(data),
+                grid=grid,
+                train_bars=WINDOW,
+                test_bars=WINDOW,
+                step_bars=WINDOW,
+                strategy=STRATEGY,
+                objective="sharpe_ratio",
+                local_runner="processes",
+                max_workers=workers,
+            )
         folds = len(outcome["folds"])
         tried = len(_expand(grid))
     backtests = folds * (tried + 1)
