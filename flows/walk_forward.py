@@ -115,7 +115,7 @@ def task_runner(
     return ThreadPoolTaskRunner(max_workers=workers), f"threads ({workers})"
 
 
-def _check(settings: Settings, data: Path, *, strategy: str, grid: Sequence[Params], profile: str) -> None:
+def _check(settings: Settings, *, strategy: str, grid: Sequence[Params], profile: str) -> None:
     """Every grid point builds the strategy, so a bad spec or parameter stops the run before any trial."""
     if profile not in PROFILE_NAMES:
         raise ResearchError(f"profile: unknown {profile!r}; valid: {', '.join(PROFILE_NAMES)}")
@@ -172,8 +172,9 @@ def walk_forward(
     axes = parse_grid(grid)
     points = grid_points(axes)
     check_objective(objective)
-    folds = _plan(path, train_bars=train_bars, test_bars=test_bars, step_bars=step_bars or test_bars)
-    _check(settings, path, strategy=strategy, grid=points, profile=profile_name)
+    step = step_bars or test_bars
+    folds = _plan(path, train_bars=train_bars, test_bars=test_bars, step_bars=step)
+    _check(settings, strategy=strategy, grid=points, profile=profile_name)
     runner, runner_name = task_runner(
         dask_address or settings.dask_address, local=local_runner, max_workers=max_workers
     )
@@ -187,30 +188,37 @@ def walk_forward(
         runner_name,
     )
     common = {"settings": settings, "data": str(path), "strategy": strategy, "profile": profile_name}
+
+    def submit(fold: Fold, params: Params, window: Literal["train", "test"]) -> Any:
+        start, end = (
+            (fold.train_start, fold.train_end) if window == "train" else (fold.test_start, fold.test_end)
+        )
+        return runner.submit(
+            run_trial,
+            parameters={
+                **common,
+                "params": params,
+                "start": start,
+                "end": end,
+                "fold": fold.number,
+                "window": window,
+                "label": _label(params),
+            },
+        )
+
+    results = []
     try:
         with runner:
+            # Every train trial at once; then, fold by fold in order, the choice and its test run.
             trials = {
-                (fold.number, k): runner.submit(
-                    run_trial,
-                    parameters={
-                        **common,
-                        "params": params,
-                        "start": fold.train_start,
-                        "end": fold.train_end,
-                        "fold": fold.number,
-                        "window": "train",
-                        "label": _label(params),
-                    },
-                )
+                (fold.number, k): submit(fold, params, "train")
                 for fold in folds
                 for k, params in enumerate(points)
             }
-            chosen: dict[int, int] = {}
-            tests = {}
+            chosen: dict[int, tuple[list[Figures], int, Any]] = {}
             for fold in folds:
                 in_sample = [trials[fold.number, k].result() for k in range(len(points))]
                 best = best_trial(in_sample, objective)
-                chosen[fold.number] = best
                 log.info(
                     "fold %d/%d: train %s to %s, best %s (%s %s in-sample)",
                     fold.number,
@@ -221,23 +229,10 @@ def walk_forward(
                     objective,
                     _figure(score(in_sample[best], objective)),
                 )
-                tests[fold.number] = runner.submit(
-                    run_trial,
-                    parameters={
-                        **common,
-                        "params": points[best],
-                        "start": fold.test_start,
-                        "end": fold.test_end,
-                        "fold": fold.number,
-                        "window": "test",
-                        "label": _label(points[best]),
-                    },
-                )
-            results = []
+                chosen[fold.number] = (in_sample, best, submit(fold, points[best], "test"))
             for fold in folds:
-                out_of_sample = tests[fold.number].result()
-                best = chosen[fold.number]
-                in_sample = [trials[fold.number, k].result() for k in range(len(points))]
+                in_sample, best, test = chosen[fold.number]
+                out_of_sample = test.result()
                 log.info(
                     "fold %d/%d: test %s to %s, %s %s out-of-sample against %s in-sample",
                     fold.number,
@@ -271,7 +266,7 @@ def walk_forward(
         grid=axes,
         train_bars=train_bars,
         test_bars=test_bars,
-        step_bars=step_bars or test_bars,
+        step_bars=step,
         task_runner=runner_name,
         report=str(report),
         folds=results,
