@@ -182,15 +182,19 @@ def test_each_flows_last_success_is_its_latest_completed_run_on_prefect(
     def fails() -> None:
         raise RuntimeError("no report today")
 
-    runs = [completes(return_state=True), completes(return_state=True)]
-    fails(return_state=True)
-    with get_client(sync_client=True) as client:
-        ended = client.read_flow_run(runs[-1].state_details.flow_run_id).end_time
-    assert ended is not None
-
+    name = "tradeos_flow_last_success_timestamp_seconds"
     with AppServer(create_app(settings)) as server:
-        gauge = _scrape(server.base_url)["tradeos_flow_last_success_timestamp_seconds"]
+        # The session's Prefect server may hold runs of other tests: what they left is the baseline.
+        before = _scrape(server.base_url).get(name, {})
+        runs = [completes(return_state=True), completes(return_state=True)]
+        fails(return_state=True)
+        with get_client(sync_client=True) as client:
+            ended = client.read_flow_run(runs[-1].state_details.flow_run_id).end_time
+        assert ended is not None
+        after = _scrape(server.base_url)[name]
 
-    assert gauge == {
-        ("tradeos_flow_last_success_timestamp_seconds", (("flow", "signal-ic"),)): ended.timestamp()
-    }
+    signal_ic = (name, (("flow", "signal-ic"),))
+    assert before.get(signal_ic, 0.0) < ended.timestamp()
+    # The latest completed run of signal-ic; the failed daily-report run changes nothing (an earlier completed
+    # one, if any, stays); the other flows are as they were.
+    assert after == {**before, signal_ic: ended.timestamp()}
