@@ -69,12 +69,56 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--metrics-port", type=int, default=None)
     up.add_argument("--host", type=str, default=None)
     up.add_argument("--profile", type=str, default=None, choices=PROFILE_NAMES)
+    add_strategy_arguments(up)
     up.add_argument("--no-flows", action="store_true", help="do not serve the Prefect flows")
     up.add_argument("--no-api", action="store_true", help="engine only (no HTTP servers)")
     for module in ("api.cli_flows", "api.cli_operator"):
         with contextlib.suppress(ImportError):
             __import__(module, fromlist=["register"]).register(sub)
     return parser
+
+
+def add_strategy_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--strategy SPEC` and `--param KEY=VALUE` (docs/strategies.md), for every command that runs a strategy."""
+    parser.add_argument(
+        "--strategy",
+        default=None,
+        metavar="SPEC",
+        help="builtin (default; or TRADEOS_STRATEGY), package.module:Class or path/to/file.py:Class",
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a strategy parameter (repeatable), validated against its parameter model; wins over "
+        "TRADEOS_STRATEGY_PARAMS",
+    )
+
+
+def choose_strategy(args: argparse.Namespace, settings: Settings) -> Any:
+    """The `live.strategy.loading.StrategyChoice` the flags (`add_strategy_arguments`) and the settings name;
+    a bad spec or parameter is a StartupError naming the flag or variable it came from."""
+    from live.strategy.loading import (
+        StrategyLoadError,
+        load_strategy,
+        parse_param_pairs,
+        parse_params_json,
+    )
+
+    spec_from = "--strategy" if args.strategy else "TRADEOS_STRATEGY"
+    params_from = "/".join(
+        name
+        for name, given in (("--param", args.param), ("TRADEOS_STRATEGY_PARAMS", settings.strategy_params))
+        if given
+    )
+    try:
+        params: dict[str, object] = {}
+        params.update(parse_params_json(settings.strategy_params))
+        params.update(parse_param_pairs(args.param))
+        return load_strategy(args.strategy or settings.strategy, params)
+    except StrategyLoadError as exc:
+        raise StartupError(f"{params_from if exc.about == 'params' else spec_from}: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -267,6 +311,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
     _secure_home(settings)
     feed = make_feed(args)
     _check_adapters(settings)
+    strategy = choose_strategy(args, settings)
     _configure_logging(settings)
     # The control thread (operator commands, the kill-switch poll) must get the GIL promptly from a busy engine.
     sys.setswitchinterval(0.001)
@@ -281,6 +326,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
             redis_url=redis_url,
             options=RunnerOptions(speed=args.speed),
             classifier_loader=_classifier_loader(),
+            strategy=strategy,
         )
         stop = threading.Event()
         engine_thread = threading.Thread(
@@ -288,7 +334,16 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
         )
         children: dict[str, subprocess.Popen[bytes]] = {}
         engine_thread.start()
-        log.info("TRADEOS up at %s: feed %s, speed %s", datetime.now(UTC).isoformat(), args.feed, args.speed)
+        log.info(
+            "TRADEOS up at %s: feed %s, speed %s, strategy %s %s (params %s, sha256 %s)",
+            datetime.now(UTC).isoformat(),
+            args.feed,
+            args.speed,
+            strategy.name,
+            strategy.version,
+            strategy.params_json,
+            strategy.params_hash,
+        )
         try:
             # The APIs run in their own process: the engine at --speed 0 holds the GIL nearly all the time.
             if not args.no_api:
