@@ -192,11 +192,14 @@ def _choice(spec: str, found: type[Any], values: Mapping[str, object]) -> Strate
 def _param_errors(exc: ValidationError) -> str:
     parts = []
     for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "parameters"
+        where = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             parts.append(f"unknown parameter {where!r}")
-        else:
-            parts.append(f"parameter {where!r}: {error['msg']}")
+        elif where:
+            parts.append(f"parameter {where!r}: {message}")
+        else:  # a check across parameters (a model validator)
+            parts.append(message)
     return "; ".join(parts)
 
 
