@@ -432,27 +432,22 @@ class Engine:
         if change is not None:
             out.regime_changes.append(change)
         profile = self.profile
-        rows, actionable = out.signal_rows, out.actionable_signals
+        rows, actionable = out.signal_rows, out.actionable_signals._rows
         recorded, published = len(rows), len(actionable)
         try:
-            self.strategy.observe(
-                bars, regime=self.current_regime, profile=profile, signals=out.signal_recorder
-            )
+            self.strategy.observe(bars, regime=self.current_regime, profile=profile, signals=out.signal_recorder)
         except Exception as exc:
             self._strategy_fault(timestamp, f"observe() raised {_exception(exc)}", recorded, published)
             return
-        try:
-            for index in range(recorded, len(rows)):
-                strength = rows[index][3]
-                if not -1.0 <= strength <= 1.0:  # NaN fails it too
-                    raise TypeError(f"signal strength {strength!r} outside [-1, 1]")
-        except TypeError as exc:  # also a strength that is not a number
+        try:  # every value recorded on this cross-section is in [-1, 1] (and a number: NaN fails too)
+            for row in rows[recorded:]:
+                if not -1.0 <= row[3] <= 1.0:
+                    raise TypeError(f"signal strength {row[3]!r} outside [-1, 1]")
+            for row in actionable[published:]:
+                if not -1.0 <= row[3] <= 1.0:
+                    raise TypeError(f"signal strength {row[3]!r} outside [-1, 1]")
+        except TypeError as exc:
             self._strategy_fault(timestamp, str(exc), recorded, published)
-            return
-        if len(actionable) > published and not self._actionable_in_range(published):
-            self._strategy_fault(
-                timestamp, "an actionable signal strength outside [-1, 1]", recorded, published
-            )
             return
 
         if self.state is TradingState.HALTED:
@@ -473,10 +468,6 @@ class Engine:
             self._submit(timestamp, proposals, value, drawdown, gate, started)
 
     # -- internals ------------------------------------------------------------------------------------
-
-    def _actionable_in_range(self, start: int) -> bool:
-        rows = self.outbox.actionable_signals._rows
-        return all(isinstance(row[3], float | int) and -1.0 <= row[3] <= 1.0 for row in rows[start:])
 
     def _refusal_of(self, targets: Sequence[TargetPosition], bars: Sequence[Bar]) -> str:
         """Why the strategy's targets break its contract ("" when they do not)."""
