@@ -435,7 +435,9 @@ class Engine:
         rows, actionable = out.signal_rows, out.actionable_signals._rows
         recorded, published = len(rows), len(actionable)
         try:
-            self.strategy.observe(bars, regime=self.current_regime, profile=profile, signals=out.signal_recorder)
+            self.strategy.observe(
+                bars, regime=self.current_regime, profile=profile, signals=out.signal_recorder
+            )
         except Exception as exc:
             self._strategy_fault(timestamp, f"observe() raised {_exception(exc)}", recorded, published)
             return

@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -185,8 +185,3 @@ class SignalStrategy(ABC, Generic[P]):
             close=np.fromiter((bar.close for bar in bars), dtype=np.float64, count=len(bars)),
             volume=np.fromiter((bar.volume for bar in bars), dtype=np.float64, count=len(bars)),
         )
-
-
-def describe_params(params: BaseModel) -> dict[str, Any]:
-    """The parameters as JSON values, every field included (defaults too): what is recorded and hashed."""
-    return params.model_dump(mode="json")
