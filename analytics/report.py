@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from html import escape
@@ -156,9 +157,10 @@ def _not_available(reason: str) -> str:
     return f'n/a <span class="muted">({escape(reason)})</span>'
 
 
-def _figure(
+def format_figure(
     value: float | int | None, *, percent: bool = False, digits: int = 2, undefined: str = "undefined"
 ) -> str:
+    """A figure as the report prints it: grouped digits or a percentage, n/a with `undefined` as the reason."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return _not_available(undefined)
     if percent:
@@ -168,7 +170,8 @@ def _figure(
     return f"{value:,.{digits}f}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
+def html_table(header: list[str], rows: list[list[str]]) -> str:
+    """A table of already-escaped cells, every column after the first right-aligned as numbers."""
     head = "".join(f"<th>{escape(h)}</th>" for h in header)
     body = "".join(
         "<tr>"
@@ -179,39 +182,46 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def render(data: ReportData, *, currency: str = ACCOUNT_CURRENCY) -> str:
-    """The report as one HTML document; money in `currency`."""
+def render(
+    data: ReportData,
+    *,
+    currency: str = ACCOUNT_CURRENCY,
+    title: str | None = None,
+    sections: Sequence[tuple[str, str]] = (),
+) -> str:
+    """The report as one HTML document; money in `currency`. `title` replaces the daily report's heading and
+    `sections` (heading, HTML) are appended, so another report (a backtest's) shows the same figures and charts."""
     s = data.summary
     days = data.daily.height
     too_short = days < MIN_DAILY_RETURNS_TO_ANNUALIZE
     short_reason = f"needs at least {MIN_DAILY_RETURNS_TO_ANNUALIZE} daily returns; {days} so far"
 
     def annualized(value: float, *, percent: bool = False) -> str:
-        return _not_available(short_reason) if too_short else _figure(value, percent=percent)
+        return _not_available(short_reason) if too_short else format_figure(value, percent=percent)
 
     no_trades = "no closed trades yet"
     drawdowns = data.drawdown.get_column("drawdown").to_list() if data.drawdown.height else []
     max_drawdown = max((d for d in drawdowns if math.isfinite(d)), default=math.nan)
-    key_figures = _table(
+    key_figures = html_table(
         ["figure", "value"],
         [
-            ["Total return", _figure(s.total_return, percent=True, undefined="no equity recorded")],
+            ["Total return", format_figure(s.total_return, percent=True, undefined="no equity recorded")],
             ["Annualized return", annualized(s.annualized_return, percent=True)],
             ["Sharpe ratio", annualized(s.sharpe_ratio)],
             ["Sortino ratio", annualized(s.sortino_ratio)],
-            ["Max drawdown", _figure(max_drawdown, percent=True, undefined="no equity recorded")],
-            ["Closed trades", _figure(s.total_trades)],
-            ["Win rate", _figure(s.win_rate, percent=True, digits=1, undefined=no_trades)],
+            ["Max drawdown", format_figure(max_drawdown, percent=True, undefined="no equity recorded")],
+            ["Closed trades", format_figure(s.total_trades)],
+            ["Win rate", format_figure(s.win_rate, percent=True, digits=1, undefined=no_trades)],
             [
                 "Profit factor",
-                _figure(s.profit_factor, undefined=no_trades if not s.total_trades else "no loss"),
+                format_figure(s.profit_factor, undefined=no_trades if not s.total_trades else "no loss"),
             ],
             [
                 "Average trade duration (min)",
-                _figure(s.average_trade_duration_seconds / 60.0, undefined=no_trades),
+                format_figure(s.average_trade_duration_seconds / 60.0, undefined=no_trades),
             ],
-            ["Days", _figure(days)],
-            ["Annualization", _figure(s.annualization)],
+            ["Days", format_figure(days)],
+            ["Annualization", format_figure(s.annualization)],
         ],
     )
     stamps = data.equity.get_column("timestamp").to_list() if data.equity.height else []
@@ -220,17 +230,17 @@ def render(data: ReportData, *, currency: str = ACCOUNT_CURRENCY) -> str:
     signal_rows = data.pnl_by_signal.join(
         data.ic_by_signal, on="signal_type", how="full", coalesce=True
     ).sort("signal_type")
-    per_signal = _table(
+    per_signal = html_table(
         ["signal type", "closed trades", "win rate", f"P&L ({currency})", "mean IC", "IC IR", "IC periods"],
         [
             [
                 escape(str(r["signal_type"])),
-                _figure(r["n_trades"]),
-                _figure(r["win_rate"], percent=True, digits=1, undefined=no_trades),
-                _figure(r["pnl"], undefined=no_trades),
-                _figure(r["ic_mean"], digits=4, undefined="no IC period yet"),
-                _figure(r["ic_ir"], digits=3, undefined="fewer than two IC periods"),
-                _figure(r["n_periods"]),
+                format_figure(r["n_trades"]),
+                format_figure(r["win_rate"], percent=True, digits=1, undefined=no_trades),
+                format_figure(r["pnl"], undefined=no_trades),
+                format_figure(r["ic_mean"], digits=4, undefined="no IC period yet"),
+                format_figure(r["ic_ir"], digits=3, undefined="fewer than two IC periods"),
+                format_figure(r["n_periods"]),
             ]
             for r in signal_rows.iter_rows(named=True)
         ],
@@ -280,13 +290,14 @@ def render(data: ReportData, *, currency: str = ACCOUNT_CURRENCY) -> str:
         ),
     ]
     generated = data.generated_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    heading = title or f"TRADEOS daily report — {data.through.isoformat()}"
     return "\n".join(
         [
             "<!DOCTYPE html>",
             '<html lang="en"><head><meta charset="utf-8">',
-            f"<title>TRADEOS report {data.through.isoformat()}</title>",
+            f"<title>{escape(title) if title else f'TRADEOS report {data.through.isoformat()}'}</title>",
             f"<style>{_CSS}</style></head><body>",
-            f"<h1>TRADEOS daily report — {data.through.isoformat()}</h1>",
+            f"<h1>{escape(heading)}</h1>",
             f'<p class="muted">All history through {data.through.isoformat()} (UTC); generated {generated}. '
             "Returns use each UTC day's last equity value; drawdown uses every equity snapshot; a closed trade is "
             f"a position from flat to flat. Money in {escape(currency)}. Annualized figures need at least "
@@ -303,6 +314,7 @@ def render(data: ReportData, *, currency: str = ACCOUNT_CURRENCY) -> str:
             per_signal,
             "<h2>Regimes</h2>",
             charts[5],
+            *(f"<h2>{escape(name)}</h2>\n{body}" for name, body in sections),
             "</body></html>",
         ]
     )

@@ -248,7 +248,8 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _table_ddl(table: SyncedTable) -> str:
+def table_ddl(table: SyncedTable) -> str:
+    """`CREATE TABLE IF NOT EXISTS` with the table's columns (also the schema of a backtest's results file)."""
     columns = ", ".join(f"{_quote(name)} {kind}" for name, kind in table.columns)
     return f"CREATE TABLE IF NOT EXISTS {_quote(table.name)} ({columns})"
 
@@ -256,7 +257,7 @@ def _table_ddl(table: SyncedTable) -> str:
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     """Create the synced tables and the bookkeeping tables if they do not exist yet."""
     for table in SYNCED_TABLES:
-        conn.execute(_table_ddl(table))
+        conn.execute(table_ddl(table))
     conn.execute(_SYNC_STATE_DDL)
     conn.execute(_SYNC_LOG_DDL)
     conn.execute(_ROLLUP_RUNS_DDL)

@@ -1,6 +1,6 @@
 """Bearer-token auth shared by both APIs (docs/api.md): constant-time, and the token never reaches a log.
 
-An app that uses `require_token` keeps its `Settings` in `app.state.settings`; with no `tool_token` set,
+An app that uses `require_token` keeps its `Settings` in `app.state.settings`; with no `api.tool_token` set,
 everything is open. A browser that signed in with the token (`api.browser_session`) is accepted by its session
 cookie, with a CSRF header on every state-changing request.
 """
@@ -21,6 +21,7 @@ from api.browser_session import (
     SAFE_METHODS,
     SESSION_COOKIE,
     LoginRequired,
+    configured_token,
     csrf_valid,
     session_valid,
     wants_login_page,
@@ -49,7 +50,7 @@ async def require_token(
 ) -> None:
     """Dependency for every HTTP route: 401 with `WWW-Authenticate: Bearer` unless the bearer token matches or
     the request carries a valid browser session; a session's POST/PUT/DELETE also needs its CSRF header (403)."""
-    expected = request.app.state.settings.tool_token
+    expected = configured_token(request.app)
     if expected is None:
         return
     # An Authorization header is judged alone: a wrong one is refused even beside a valid session cookie.

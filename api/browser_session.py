@@ -89,20 +89,27 @@ def csrf_valid(token: str, cookie: str, presented: str | None) -> bool:
     )
 
 
+def configured_token(app: FastAPI) -> str | None:
+    """The app's TRADEOS_TOOL_TOKEN (None: no auth), revealed only for a comparison or a signature."""
+    settings: Settings = app.state.settings
+    token = settings.api.tool_token
+    return None if token is None else token.get_secret_value()
+
+
 def session_of(request: Request) -> str | None:
     """The request's session cookie when it is valid for the app's token; None otherwise or with no token."""
-    settings: Settings = request.app.state.settings
+    token = configured_token(request.app)
     cookie = request.cookies.get(SESSION_COOKIE)
-    if settings.tool_token is None or not session_valid(settings.tool_token, cookie, now=time.time()):
+    if token is None or not session_valid(token, cookie, now=time.time()):
         return None
     return cookie
 
 
 def csrf_for(request: Request) -> str | None:
     """The CSRF value a page served to this request should send back, when it came with a valid session."""
-    settings: Settings = request.app.state.settings
+    token = configured_token(request.app)
     cookie = session_of(request)
-    return csrf_token(settings.tool_token, cookie) if cookie and settings.tool_token else None
+    return csrf_token(token, cookie) if cookie and token else None
 
 
 def wants_login_page(request: Request) -> bool:
@@ -202,21 +209,19 @@ def install_browser_session(app: FastAPI, *, pages: tuple[str, ...] = (DOCS_PAGE
 
     @app.post("/session", include_in_schema=False)
     async def sign_in(request: Request) -> Response:
-        settings: Settings = request.app.state.settings
+        token = configured_token(request.app)
         form = await _read_form(request)
         landing = form.get("next", home)
         landing = landing if landing in pages else home
         response = RedirectResponse(landing, status_code=status.HTTP_303_SEE_OTHER)
-        if settings.tool_token is None:
+        if token is None:
             return response  # no token: everything is open, nothing to sign in to
         presented = form.get("token", "")
-        if not hmac.compare_digest(presented.encode(errors="replace"), settings.tool_token.encode()):
+        if not hmac.compare_digest(presented.encode(errors="replace"), token.encode()):
             return login_page(
                 next_path=landing, error="That token is not the one this service was started with."
             )
-        _set_session_cookie(
-            response, request, issue_session(settings.tool_token, now=time.time()), max_age=SESSION_SECONDS
-        )
+        _set_session_cookie(response, request, issue_session(token, now=time.time()), max_age=SESSION_SECONDS)
         response.headers["Cache-Control"] = "no-store"
         return response
 

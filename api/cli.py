@@ -1,5 +1,5 @@
-"""The `tradeos` command line: `up` runs the whole system; `flows`, `status`, `halt`, ... are registered by their
-modules (api/cli_flows.py, api/cli_operator.py)."""
+"""The `tradeos` command line: `up` runs the whole system; `flows`, `backtest`, `status`, `halt`, ... are registered
+by their modules (api/cli_flows.py, api/cli_backtest.py, api/cli_operator.py)."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     add_strategy_arguments(up)
     up.add_argument("--no-flows", action="store_true", help="do not serve the Prefect flows")
     up.add_argument("--no-api", action="store_true", help="engine only (no HTTP servers)")
-    for module in ("api.cli_flows", "api.cli_operator"):
+    for module in ("api.cli_flows", "api.cli_backtest", "api.cli_operator"):
         with contextlib.suppress(ImportError):
             __import__(module, fromlist=["register"]).register(sub)
     return parser
@@ -109,14 +109,17 @@ def choose_strategy(args: argparse.Namespace, settings: Settings) -> Any:
     spec_from = "--strategy" if args.strategy else "TRADEOS_STRATEGY"
     params_from = "/".join(
         name
-        for name, given in (("--param", args.param), ("TRADEOS_STRATEGY_PARAMS", settings.strategy_params))
+        for name, given in (
+            ("--param", args.param),
+            ("TRADEOS_STRATEGY_PARAMS", settings.engine.strategy_params),
+        )
         if given
     )
     try:
         params: dict[str, object] = {}
-        params.update(parse_params_json(settings.strategy_params))
+        params.update(parse_params_json(settings.engine.strategy_params))
         params.update(parse_param_pairs(args.param))
-        return load_strategy(args.strategy or settings.strategy, params)
+        return load_strategy(args.strategy or settings.engine.strategy, params)
     except StrategyLoadError as exc:
         raise StartupError(f"{params_from if exc.about == 'params' else spec_from}: {exc}") from None
 
@@ -149,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         from api import cli_flows
 
         return int(cli_flows.run(args, settings))
+    if args.command == "backtest":
+        from api import cli_backtest
+
+        return int(cli_backtest.run(args, settings))
     from api import cli_operator
 
     return int(cli_operator.run(args, settings))
@@ -275,7 +282,7 @@ def _check_adapters(settings: Settings) -> None:
     from live.assembly import check_adapters
 
     try:
-        check_adapters(settings)
+        check_adapters(settings.engine)
     except SettingsError as exc:
         raise StartupError(str(exc)) from None
 
@@ -285,18 +292,21 @@ def _stores(settings: Settings) -> Iterator[tuple[str, str]]:
     """Resolved (database_url, redis_url): the configured servers, or embedded ones started (and stopped) here."""
     from live.stores.embedded import EmbeddedError, start_embedded
 
-    if settings.database_url:
-        _check_database(settings.database_url)
-    if settings.redis_url:
-        _check_redis(settings.redis_url)
+    stores = settings.stores
+    database_url = stores.database_url.get_secret_value() if stores.database_url else None
+    redis_url = stores.redis_url.get_secret_value() if stores.redis_url else None
+    if database_url:
+        _check_database(database_url)
+    if redis_url:
+        _check_redis(redis_url)
     try:
-        servers, pg_url, redis_url = start_embedded(
-            home=settings.home_dir, need_postgres=not settings.database_url, need_redis=not settings.redis_url
+        servers, embedded_pg_url, embedded_redis_url = start_embedded(
+            home=settings.home_dir, need_postgres=not database_url, need_redis=not redis_url
         )
     except EmbeddedError as exc:
         raise StartupError(f"TRADEOS_HOME: {exc}") from None
     try:
-        yield settings.database_url or pg_url, settings.redis_url or redis_url
+        yield database_url or embedded_pg_url, redis_url or embedded_redis_url
     finally:
         servers.stop()
 
@@ -306,8 +316,8 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
     if args.speed < 0:
         raise StartupError("--speed: must be >= 0")
     if not args.no_api:
-        _check_port_free(settings.host, settings.api_port, "TRADEOS_API_PORT/--api-port")
-        _check_port_free(settings.host, settings.metrics_port, "TRADEOS_METRICS_PORT/--metrics-port")
+        _check_port_free(settings.api.host, settings.api.api_port, "TRADEOS_API_PORT/--api-port")
+        _check_port_free(settings.api.host, settings.api.metrics_port, "TRADEOS_METRICS_PORT/--metrics-port")
     _secure_home(settings)
     feed = make_feed(args)
     _check_adapters(settings)
@@ -318,9 +328,10 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
     from live.service import EngineRunner, RunnerOptions
 
     with _stores(settings) as (database_url, redis_url):
-        resolved = settings.model_copy(update={"database_url": database_url, "redis_url": redis_url})
+        resolved = settings.updated(database_url=database_url, redis_url=redis_url)
         runner = EngineRunner(
-            settings=resolved,
+            settings=resolved.engine,
+            models_dir=resolved.models_dir,
             feed=feed,
             database_url=database_url,
             redis_url=redis_url,
@@ -387,19 +398,12 @@ def _classifier_loader() -> Any:
 
 
 def _start_child(settings: Settings, command: list[str], *, log_name: str | None) -> subprocess.Popen[bytes]:
-    """A part of `tradeos up` in its own process, configured through the environment with the resolved URLs;
-    it dies with us (PR_SET_PDEATHSIG), so a `kill -9` of `tradeos up` leaves no orphan."""
+    """A part of `tradeos up` in its own process, configured through the environment with our settings (the
+    resolved URLs and the flags included); it dies with us (PR_SET_PDEATHSIG), so a `kill -9` of `tradeos up`
+    leaves no orphan."""
     from live.stores.embedded import die_with_parent
 
-    env = dict(os.environ)
-    env.update(
-        TRADEOS_DATABASE_URL=settings.database_url or "",
-        TRADEOS_REDIS_URL=settings.redis_url or "",
-        TRADEOS_HOME=str(settings.home_dir),
-        TRADEOS_HOST=settings.host,
-        TRADEOS_API_PORT=str(settings.api_port),
-        TRADEOS_METRICS_PORT=str(settings.metrics_port),
-    )
+    env = {**os.environ, **settings.as_environment()}
     if command[0] == "_serve-flows":
         argv = [sys.executable, "-m", "flows.serve"]
     else:
@@ -477,10 +481,10 @@ async def _serve_apis(settings: Settings, stop: threading.Event) -> None:
 
     servers = [
         # log_config=None: uvicorn's own records go through our handlers (and our JSON format), not its console.
-        _Server(server_config(app, host=settings.host, port=port, log_level="warning", log_config=None))
+        _Server(server_config(app, host=settings.api.host, port=port, log_level="warning", log_config=None))
         for app, port in (
-            (create_operator_app(settings), settings.api_port),
-            (create_metrics_app(settings), settings.metrics_port),
+            (create_operator_app(settings), settings.api.api_port),
+            (create_metrics_app(settings), settings.api.metrics_port),
         )
     ]
     loop = asyncio.get_running_loop()
@@ -500,10 +504,10 @@ async def _serve_apis(settings: Settings, stop: threading.Event) -> None:
 
     log.info(
         "operator API on http://%s:%d, metrics API on http://%s:%d",
-        settings.host,
-        settings.api_port,
-        settings.host,
-        settings.metrics_port,
+        settings.api.host,
+        settings.api.api_port,
+        settings.api.host,
+        settings.api.metrics_port,
     )
     tasks = [asyncio.create_task(server.serve()) for server in servers]
     tasks.append(asyncio.create_task(watch_engine()))

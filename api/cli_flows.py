@@ -9,7 +9,7 @@ import sys
 import typing
 from typing import TYPE_CHECKING, Any, cast
 
-from flows import FLOW_NAMES, apply_prefect_environment, operator_prefect_api, prefect_environment
+from flows import FLOW_NAMES, apply_prefect_environment, prefect_environment, using_settings
 from live.settings import Settings
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def run_flow(name: str, settings: Settings, params: list[str] | None = None) -> 
         print(f"tradeos flows run {name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        database_url(settings)
+        database_url(settings.stores, settings.home_dir)
     except DatabaseNotConfiguredError as exc:
         print(f"tradeos flows run {name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -109,12 +109,12 @@ def run_flow(name: str, settings: Settings, params: list[str] | None = None) -> 
     from prefect.client.schemas.objects import State
     from prefect.settings import temporary_settings
 
-    server = None if operator_prefect_api() else running_prefect_server(settings)
+    server = None if settings.flows.prefect_api_url else running_prefect_server(settings)
     if server is not None:
         print(f"tradeos flows run {name}: on the Prefect server of `tradeos up` ({server.ui_url})")
     env = prefect_environment(settings, api_url=server.api_url if server else None)
     try:
-        with temporary_settings(updates=prefect_settings(env)):
+        with temporary_settings(updates=prefect_settings(env)), using_settings(settings):
             state = cast(State[Any], flow(return_state=True, **parameters))
     except Exception as exc:
         print(f"tradeos flows run {name}: failed: {exc}", file=sys.stderr)

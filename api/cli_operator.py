@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from live.settings import PROFILE_NAMES, Settings
+from live.settings import PROFILE_NAMES, ApiSettings, Settings
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -58,13 +58,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         "profile": ("POST", "/profile", {"profile": getattr(args, "name", None), "reason": reason}),
     }
     try:
-        with _client(settings) as client:
+        with _client(settings.api) as client:
             if args.command == "status":
                 return _status(client)
             method, path, body = requests[args.command]
             return _show(client.request(method, path, json=body))
     except httpx.TransportError as exc:
-        print(f"tradeos: cannot reach the operator API at {_base_url(settings)}: {exc}", file=sys.stderr)
+        print(f"tradeos: cannot reach the operator API at {_base_url(settings.api)}: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
 
@@ -77,8 +77,8 @@ def serve(settings: Settings) -> int:
 
     # Unset URLs mean the embedded servers of a `tradeos up` running under the same TRADEOS_HOME.
     resolved = {
-        "database_url": settings.database_url or running_embedded_url(settings.home_dir, "postgres"),
-        "redis_url": settings.redis_url or running_embedded_url(settings.home_dir, "redis"),
+        "database_url": settings.stores.database_url or running_embedded_url(settings.home_dir, "postgres"),
+        "redis_url": settings.stores.redis_url or running_embedded_url(settings.home_dir, "redis"),
     }
     for name, value in resolved.items():
         if not value:
@@ -88,31 +88,33 @@ def serve(settings: Settings) -> int:
                 file=sys.stderr,
             )
             return EXIT_BAD_CONFIG
-    settings = settings.model_copy(update=resolved)
+    settings = settings.updated(**resolved)
     if not logging.getLogger().handlers:
         from api.cli import _configure_logging  # the one set-up: TRADEOS_LOG_FORMAT, rotation, 0600 files
 
         _configure_logging(settings, file_name="api.log")
     # log_config=None: uvicorn's records go through the handlers above (and TRADEOS_LOG_FORMAT), not its own.
-    config = server_config(create_app(settings), host=settings.host, port=settings.api_port, log_config=None)
+    config = server_config(
+        create_app(settings), host=settings.api.host, port=settings.api.api_port, log_config=None
+    )
     uvicorn.Server(config).run()
     return EXIT_OK
 
 
-def _base_url(settings: Settings) -> str:
-    host = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else settings.host  # noqa: S104
-    return f"http://{host}:{settings.api_port}"
+def _base_url(api: ApiSettings) -> str:
+    host = "127.0.0.1" if api.host in ("0.0.0.0", "::") else api.host  # noqa: S104
+    return f"http://{host}:{api.api_port}"
 
 
-def _client(settings: Settings) -> httpx.Client:
+def _client(api: ApiSettings) -> httpx.Client:
     try:
         user = getpass.getuser()
     except (OSError, KeyError):
         user = "unknown"
     headers = {"X-Actor": f"cli:{user}"}
-    if settings.tool_token:
-        headers["Authorization"] = f"Bearer {settings.tool_token}"
-    return httpx.Client(base_url=_base_url(settings), headers=headers, timeout=REQUEST_TIMEOUT_SECONDS)
+    if api.tool_token:
+        headers["Authorization"] = f"Bearer {api.tool_token.get_secret_value()}"
+    return httpx.Client(base_url=_base_url(api), headers=headers, timeout=REQUEST_TIMEOUT_SECONDS)
 
 
 def _status(client: httpx.Client) -> int:

@@ -114,6 +114,11 @@ class TradingControl:
         self._stores = stores
         self._default_profile = default_profile
 
+    @property
+    def default_profile(self) -> str:
+        """The profile in force when none was ever switched to (`TRADEOS_PROFILE`)."""
+        return self._default_profile
+
     async def status(self) -> TradingStatus:
         """State from Redis (the kill switch wins); without Redis, from the latest recorded control action. The
         strategy as the engine posted it, or else as last recorded."""

@@ -54,7 +54,8 @@ async def get_actor(
 ) -> str:
     """The name recorded with a control action; never the token, even if a client sends it as its name."""
     actor = "".join(ch for ch in (x_actor or "") if ch.isprintable()).strip()[:MAX_ACTOR_LENGTH]
-    if not actor or (settings.tool_token and settings.tool_token in actor):
+    token = settings.api.tool_token
+    if not actor or (token and token.get_secret_value() in actor):
         return DEFAULT_ACTOR
     return actor
 

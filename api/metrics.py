@@ -1,29 +1,38 @@
-"""The Metrics API (port 18003): figures read from the DuckDB rollups the flows publish. Shapes in docs/api.md,
-definitions in docs/metrics.md.
+"""The Metrics API (port 18003). Shapes in docs/api.md, definitions in docs/metrics.md.
 
-Each request opens the published `analytics.duckdb` read-only and closes it before answering, so the API never
-holds a lock a flow or an analyst could trip over.
+Performance, signal and system figures are read from the DuckDB rollups the flows publish: each request opens the
+published `analytics.duckdb` read-only and closes it before answering, so the API never holds a lock a flow or an
+analyst could trip over. The portfolio, the summary and the Prometheus exposition read the system of record
+(PostgreSQL, Redis) as it stands, through the same connections as the operator API.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 import duckdb
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from analytics.rollups import PERFORMANCE, SIGNALS, SYSTEM
 from analytics.warehouse import Warehouse, WarehouseMissingError, rollup_as_of
+from api import metrics_reads, prometheus
 from api.auth import redact_server_logs, require_token
 from api.browser_session import install_browser_session
+from api.control import TradingControl
 from api.docs import add_docs_routes
+from api.flow_runs import FlowRuns
+from api.metrics_schemas import PerformanceHeadline, PortfolioMetrics, Summary
 from api.request_limits import install_request_limits
-from api.schemas import UtcDatetime
+from api.schemas import ErrorResponse, UtcDatetime
+from api.stores import Stores, StoreUnavailable
 from live.settings import Settings
 
 API_TITLE = "TRADEOS Metrics API"
@@ -254,12 +263,123 @@ def system(warehouse: WarehouseDep) -> SystemMetrics:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class RecordAccess:
+    """What the reads of the system of record need, opened with the app."""
+
+    stores: Stores
+    control: TradingControl
+    exposition: prometheus.Exposition
+
+
+class RecordNotConfigured(StoreUnavailable):
+    """The app was made without the stores' URLs (only the rollups' endpoints can answer)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the system of record",
+            "the Metrics API was started without TRADEOS_DATABASE_URL and TRADEOS_REDIS_URL",
+        )
+
+
+async def get_record(request: Request) -> RecordAccess:
+    access: RecordAccess | None = getattr(request.app.state, "record", None)
+    if access is None:
+        raise RecordNotConfigured()
+    return access
+
+
+RecordDep = Annotated[RecordAccess, Depends(get_record)]
+
+_RECORD_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing or wrong bearer token."},
+    503: {"model": ErrorResponse, "description": "PostgreSQL or Redis unreachable."},
+}
+
+
+@router.get("/portfolio", responses=_RECORD_ERRORS)
+async def portfolio(access: RecordDep, request: Request) -> PortfolioMetrics:
+    """Exposure, concentration, per-position P&L and contribution, and limit utilisation of the book as recorded:
+    its open positions marked at their last recorded closes, against the active profile's limits."""
+    settings: Settings = request.app.state.settings
+    return await metrics_reads.read_portfolio_metrics(
+        stores=access.stores, control=access.control, initial_cash=settings.engine.initial_cash
+    )
+
+
+def _performance_headline(warehouse: Warehouse) -> PerformanceHeadline | None:
+    try:
+        with _rollup(warehouse, PERFORMANCE) as (conn, as_of):
+            rows = _rows(
+                conn,
+                "SELECT sharpe_ratio, max_drawdown, total_return, win_rate, total_trades FROM performance_summary",
+            )
+    except HTTPException:
+        return None
+    return PerformanceHeadline(**rows[0], as_of=as_of) if rows else None
+
+
+summary_router = APIRouter(dependencies=[Depends(require_token)])
+
+
+@summary_router.get("/summary", responses=_RECORD_ERRORS)
+async def summary(access: RecordDep, warehouse: WarehouseDep, request: Request) -> Summary:
+    """One call: trading state, portfolio headline, today's P&L, performance headline, regime and health. A part
+    whose store is unreachable (or, for the performance, before the first rollup) is null."""
+    settings: Settings = request.app.state.settings
+    return await metrics_reads.read_summary(
+        stores=access.stores,
+        control=access.control,
+        initial_cash=settings.engine.initial_cash,
+        performance=asyncio.to_thread(_performance_headline, warehouse),
+    )
+
+
+@summary_router.get("/metrics", include_in_schema=False)
+async def prometheus_metrics(access: RecordDep) -> Response:
+    """The Prometheus text exposition (docs/metrics.md, Prometheus)."""
+    scrape = await access.exposition.scrape(access.stores)
+    return Response(content=prometheus.render(scrape), media_type=prometheus.CONTENT_TYPE)
+
+
+def _lifespan(settings: Settings) -> Any:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database_url, redis_url = settings.stores.database_url, settings.stores.redis_url
+        if database_url is None or redis_url is None:
+            yield  # the rollups' endpoints still answer; the record's answer 503
+            return
+        stores = await Stores.open(
+            database_url=database_url.get_secret_value(), redis_url=redis_url.get_secret_value()
+        )
+        app.state.record = RecordAccess(
+            stores=stores,
+            control=TradingControl(stores=stores, default_profile=settings.engine.profile),
+            exposition=prometheus.Exposition(FlowRuns(settings)),
+        )
+        try:
+            yield
+        finally:
+            await stores.close()
+
+    return lifespan
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+
+    app.add_exception_handler(StoreUnavailable, store_unavailable)
+
+
 def create_app(settings: Settings) -> FastAPI:
-    """The Metrics API app for port 18003; bearer auth on every route when `settings.tool_token` is set."""
+    """The Metrics API app for port 18003; bearer auth on every route when `settings.api.tool_token` is set. With
+    the stores' URLs resolved (`settings.stores`) it also serves the record's endpoints."""
     app = FastAPI(
         title=API_TITLE,
-        description="Performance, signal and system figures from the DuckDB rollups (how each is computed: "
-        "docs/metrics.md in the repository). With `TRADEOS_TOOL_TOKEN` set, every endpoint needs "
+        description="Performance, signal and system figures from the DuckDB rollups; the portfolio, a one-call "
+        "summary and the Prometheus exposition (`GET /metrics`, text) from the system of record (how each figure "
+        "is computed: docs/metrics.md in the repository). With `TRADEOS_TOOL_TOKEN` set, every endpoint needs "
         "`Authorization: Bearer <token>`.",
         version="1",
         # No 307 to the slash-less path: it would answer before auth and echo the Host header.
@@ -267,9 +387,12 @@ def create_app(settings: Settings) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        lifespan=_lifespan(settings),
     )
     app.state.settings = settings
     app.include_router(router)
+    app.include_router(summary_router)
+    _add_error_handlers(app)
 
     add_docs_routes(app, title=API_TITLE, dependencies=[Depends(require_token)])
     install_request_limits(app)

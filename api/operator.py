@@ -44,6 +44,7 @@ from api.schemas import (
 )
 from api.stores import Stores, StoreUnavailable
 from api.ws import EventHub, serve_client
+from api.ws_clients import ClientCensus
 from live.domain import SIGNAL_TYPES
 from live.settings import Settings
 
@@ -131,13 +132,13 @@ async def healthz(stores: StoresDep, response: Response) -> Health:
 async def portfolio(stores: StoresDep, settings: SettingsDep) -> Response:
     """The book as last marked by the engine."""
     # Already in the `Portfolio` shape: returned as is rather than validated and serialised again per request.
-    return _json(await reads.read_portfolio_json(stores=stores, initial_cash=settings.initial_cash))
+    return _json(await reads.read_portfolio_json(stores=stores, initial_cash=settings.engine.initial_cash))
 
 
 @router.get("/positions", response_model=list[Position])
 async def positions(stores: StoresDep, settings: SettingsDep) -> list[Position]:
     """Open positions only."""
-    return await reads.read_positions(stores=stores, initial_cash=settings.initial_cash)
+    return await reads.read_positions(stores=stores, initial_cash=settings.engine.initial_cash)
 
 
 @router.get("/trades", response_model=list[Trade])
@@ -253,10 +254,11 @@ def create_app(
     portfolio_interval: float = 0.25,
     access_log_flush_interval: float = 1.0,
 ) -> FastAPI:
-    """The operator app; `settings.database_url` and `settings.redis_url` must be resolved (not None)."""
-    if not settings.database_url or not settings.redis_url:
+    """The operator app; `settings.stores`' URLs must be resolved (not None)."""
+    if settings.stores.database_url is None or settings.stores.redis_url is None:
         raise ValueError("create_app needs resolved TRADEOS_DATABASE_URL and TRADEOS_REDIS_URL")
-    database_url, redis_url = settings.database_url, settings.redis_url
+    database_url = settings.stores.database_url.get_secret_value()
+    redis_url = settings.stores.redis_url.get_secret_value()
     recorder = AccessLogRecorder(flush_interval=access_log_flush_interval)
 
     @asynccontextmanager
@@ -265,12 +267,15 @@ def create_app(
         hub = EventHub(stores=stores, queue_size=ws_queue_size, portfolio_interval=portfolio_interval)
         app.state.stores = stores
         app.state.hub = hub
-        app.state.control = TradingControl(stores=stores, default_profile=settings.profile)
+        app.state.control = TradingControl(stores=stores, default_profile=settings.engine.profile)
+        census = ClientCensus(stores=stores, hub=hub)
         hub.start()
+        census.start()
         recorder.start(stores)
         try:
             yield
         finally:
+            await census.stop()
             await hub.stop()
             await recorder.stop()
             await stores.close()
@@ -306,7 +311,7 @@ def server_config(app: FastAPI, *, host: str, port: int, **overrides: Any) -> uv
     that does not complete its request head in `TRADEOS_HEADER_READ_TIMEOUT_SECONDS` closed, and a WebSocket
     handshake too large for the WebSocket library answered rather than left hanging."""
     settings: Settings | None = getattr(app.state, "settings", None)
-    timeout = settings.header_read_timeout_seconds if settings else DEFAULT_HEADER_READ_TIMEOUT_SECONDS
+    timeout = settings.api.header_read_timeout_seconds if settings else DEFAULT_HEADER_READ_TIMEOUT_SECONDS
     options: dict[str, Any] = {
         "access_log": False,
         "lifespan": "on",

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect
 
 from api.auth import websocket_authorized
+from api.browser_session import configured_token
 from api.reads import decode_json, read_portfolio
 from api.stores import Stores, StoreUnavailable
 from live.settings import Settings
@@ -173,7 +174,7 @@ def origin_allowed(*, origin: str | None, host: str | None, settings: Settings) 
     if origin is None:
         return True
     origin = origin.strip().rstrip("/").lower()
-    if origin in settings.ws_origin_allow_list:
+    if origin in settings.api.ws_origin_allow_list:
         return True
     parsed = urlsplit(origin)
     if parsed.scheme not in ("http", "https") or not parsed.hostname or not host:
@@ -187,7 +188,7 @@ def origin_allowed(*, origin: str | None, host: str | None, settings: Settings) 
         return False
     if parsed.hostname != served.hostname:
         return False
-    return origin_port in (served_port, settings.dashboard_port)
+    return origin_port in (served_port, settings.api.dashboard_port)
 
 
 async def serve_client(websocket: WebSocket) -> None:
@@ -200,7 +201,7 @@ async def serve_client(websocket: WebSocket) -> None:
         log.warning("WebSocket handshake refused: origin %r is not allowed", (origin or "")[:200])
         await websocket.close(code=1008, reason="origin not allowed")  # before accept: handshake refused, 403
         return
-    if not websocket_authorized(websocket, app_state.settings.tool_token):
+    if not websocket_authorized(websocket, configured_token(websocket.app)):
         await websocket.close(
             code=1008, reason="missing or invalid token"
         )  # before accept: handshake rejected
@@ -211,7 +212,7 @@ async def serve_client(websocket: WebSocket) -> None:
     try:
         await websocket.accept()
         initial = await initial_portfolio_message(
-            stores=app_state.stores, initial_cash=app_state.settings.initial_cash
+            stores=app_state.stores, initial_cash=settings.engine.initial_cash
         )
         if initial is not None:
             await websocket.send_text(initial)

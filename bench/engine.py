@@ -50,7 +50,7 @@ PURE_SETTINGS = Settings(
     initial_cash=Decimal("100000"),
     commission_bps=Decimal("1.0"),
     slippage_bps=Decimal("2.0"),
-)
+).engine
 
 
 class ListFeed:
@@ -124,7 +124,8 @@ def persisted(batches: list[list[Bar]], feed: SimFeed) -> tuple[float, list[floa
     with scratch_database() as database_url, scratch_redis() as redis_url, TemporaryDirectory() as home:
         settings = Settings(home=Path(home), database_url=database_url, redis_url=redis_url)
         runner = EngineRunner(
-            settings=settings,
+            settings=settings.engine,
+            models_dir=settings.models_dir,
             feed=ListFeed(batches, feed.symbols, feed.bar_seconds),
             database_url=database_url,
             redis_url=redis_url,

@@ -2,20 +2,30 @@
 
 Importing this package does not import Prefect, so a caller can point PREFECT_HOME under TRADEOS_HOME first
 (`prefect_environment`) — Prefect reads its settings once, at import.
+
+Settings are loaded once per process: by the command line for `tradeos flows run` (whose flows run in-process,
+`using_settings`), else at the entry of the flow run (`flow_run_settings`: a deployment's flow run is a process of its
+own). A flow passes its tasks plain values and the groups they need, never the whole tree: a secret only travels
+inside a group, as a `SecretStr`, which serialises as `**********` if Prefect ever records a task's parameters.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import secrets
+from collections.abc import Iterator
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import SecretStr
+
+from live.settings import Settings, load_settings
+
 if TYPE_CHECKING:
     from prefect import Flow
-
-    from live.settings import Settings
 
 # Contract name -> (module, flow function).
 FLOWS: dict[str, tuple[str, str]] = {
@@ -46,7 +56,7 @@ def prefect_auth_path(settings: Settings) -> Path:
     return settings.home_dir / "credentials" / "prefect-api-auth"
 
 
-def prefect_auth_string(settings: Settings) -> str:
+def prefect_auth_string(settings: Settings) -> SecretStr:
     """The `user:password` our Prefect server demands (API and UI): generated at the first start of this
     TRADEOS_HOME and kept 0600, never a default, so another local user can neither list nor trigger our flows."""
     path = prefect_auth_path(settings)
@@ -59,7 +69,7 @@ def prefect_auth_string(settings: Settings) -> str:
         auth = f"{PREFECT_AUTH_USER}:{secrets.token_urlsafe(32)}"
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(auth + "\n")
-        return auth
+        return SecretStr(auth)
     # Whatever mode an earlier version or an editor left it with, only we may read it.
     os.chmod(path, 0o600)
     auth = path.read_text(encoding="utf-8").strip()
@@ -68,36 +78,40 @@ def prefect_auth_string(settings: Settings) -> str:
         raise ValueError(
             f"{path}: not a Prefect auth string (user:password); delete it to generate a new one"
         )
-    return auth
+    return SecretStr(auth)
 
 
-def prefect_environment(settings: Settings, *, api_url: str | None = None) -> dict[str, str]:
-    """Everything Prefect needs, derived in this one place: its state under TRADEOS_HOME, no telemetry, and our
-    server's credentials on both sides (a server we start, Prefect's temporary one included, refuses anyone without
-    them; our clients present them), plus `api_url` when our server is known. A PREFECT_API_URL the operator set
-    (a dedicated Prefect server) is theirs, with their own PREFECT_API_AUTH_STRING: left alone."""
+def prefect_environment(
+    settings: Settings, *, api_url: str | None = None, serving_on: tuple[str, int] | None = None
+) -> dict[str, str]:
+    """Prefect's environment, derived from the settings in this one place: its state under TRADEOS_HOME (unless
+    the operator set PREFECT_HOME), no telemetry, and our server's credentials on both sides (a server we start,
+    Prefect's temporary one included, refuses anyone without them; our clients present them), plus `api_url` when
+    our server is known, and the address of the one we start `serving_on` (host, port). A PREFECT_API_URL the
+    operator set (a dedicated Prefect server) is theirs, with their own PREFECT_API_AUTH_STRING: left alone."""
     env = {
         "TRADEOS_HOME": str(settings.home_dir),
-        "PREFECT_HOME": os.environ.get("PREFECT_HOME") or str(settings.home_dir / "prefect"),
+        "PREFECT_HOME": str(settings.flows.prefect_home or settings.home_dir / "prefect"),
         "DO_NOT_TRACK": "1",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         # Prefect's temporary server (`flows run` with no `tradeos up`) gets 20 s by default: too few on a busy
         # machine, where it failed "Timed out while attempting to connect to ephemeral Prefect API server".
         "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": str(EPHEMERAL_SERVER_START_TIMEOUT_SECONDS),
     }
-    if api_url or not operator_prefect_api():
-        auth = prefect_auth_string(settings)
+    if api_url or serving_on or not settings.flows.prefect_api_url:
+        # Whatever the operator's environment says, a server we start is closed by our credentials.
+        auth = prefect_auth_string(settings).get_secret_value()
         env.update(PREFECT_SERVER_API_AUTH_STRING=auth, PREFECT_API_AUTH_STRING=auth)
     if api_url:
         env["PREFECT_API_URL"] = api_url
-    if settings.database_url:
-        env["TRADEOS_DATABASE_URL"] = settings.database_url
+    if serving_on:
+        host, port = serving_on
+        # The UI asks the API at PREFECT_SERVER_API_PORT, whatever `prefect server start --port` says.
+        env.update(PREFECT_SERVER_API_HOST=host, PREFECT_SERVER_API_PORT=str(port))
+    if settings.stores.database_url:
+        # Flow-run processes inherit it and load their settings from it.
+        env["TRADEOS_DATABASE_URL"] = settings.stores.database_url.get_secret_value()
     return env
-
-
-def operator_prefect_api() -> str | None:
-    """The PREFECT_API_URL of a dedicated Prefect server the operator configured, if any (we never export one)."""
-    return os.environ.get("PREFECT_API_URL") or None
 
 
 def apply_prefect_environment(settings: Settings) -> dict[str, str]:
@@ -120,6 +134,25 @@ def prefect_settings(env: dict[str, str]) -> dict[Any, Any]:
         for name, value in env.items()
         if name.startswith("PREFECT_") and hasattr(prefect.settings, name)
     }
+
+
+_SETTINGS: ContextVar[Settings | None] = ContextVar("tradeos_flow_settings", default=None)
+
+
+@contextlib.contextmanager
+def using_settings(settings: Settings) -> Iterator[None]:
+    """Flows run in-process within the block (`tradeos flows run`) use these settings, already loaded."""
+    token = _SETTINGS.set(settings)
+    try:
+        yield
+    finally:
+        _SETTINGS.reset(token)
+
+
+def flow_run_settings() -> Settings:
+    """The settings of a flow run, asked once at its entry: those of the command that runs it in-process, else
+    loaded now (a flow run that Prefect starts is a process of its own)."""
+    return _SETTINGS.get() or load_settings()
 
 
 def get_flow(name: str) -> Flow[Any, Any]:

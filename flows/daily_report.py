@@ -12,8 +12,8 @@ from prefect.cache_policies import NO_CACHE
 
 from analytics.report import build_report, latest_day
 from analytics.warehouse import Warehouse
+from flows import flow_run_settings
 from flows.sync import run_logger, sync_postgres
-from live.settings import load_settings
 
 
 def write_report(
@@ -32,14 +32,13 @@ def write_report(
 
 
 @task(name="write-report", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, persist_result=False)
-def write_report_task(day: str | None) -> str:
+def write_report_task(home: Path, reports_dir: Path, annualization: int, day: str | None) -> str:
     """Task: render and write the HTML report."""
-    settings = load_settings()
     path = write_report(
-        settings.home_dir,
-        settings.reports_dir,
+        home,
+        reports_dir,
         through=date.fromisoformat(day) if day else None,
-        annualization=settings.annualization,
+        annualization=annualization,
         now=datetime.now(UTC),
     )
     run_logger().info("wrote %s", path)
@@ -49,6 +48,7 @@ def write_report_task(day: str | None) -> str:
 @flow(name="daily-report", description="Sync PostgreSQL → DuckDB, then write the self-contained HTML report.")
 def daily_report(day: str | None = None) -> dict[str, Any]:
     """Sync, then write `reports/<day>.html` (default day: the last UTC day with equity data)."""
-    added = sync_postgres()
-    path = write_report_task(day)
+    settings = flow_run_settings()
+    added = sync_postgres(settings.stores, settings.home_dir)
+    path = write_report_task(settings.home_dir, settings.reports_dir, settings.flows.annualization, day)
     return {"synced": added, "report": path}

@@ -11,8 +11,8 @@ from prefect.cache_policies import NO_CACHE
 
 from analytics.rollups import build_performance, build_regimes, build_system_metrics
 from analytics.warehouse import Warehouse
+from flows import flow_run_settings
 from flows.sync import run_logger, sync_postgres
-from live.settings import load_settings
 
 
 def rollup_metrics(home: Path, *, annualization: int, as_of: datetime) -> dict[str, Any]:
@@ -30,10 +30,9 @@ def rollup_metrics(home: Path, *, annualization: int, as_of: datetime) -> dict[s
 
 
 @task(name="rollup-metrics", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, persist_result=False)
-def rollup_metrics_task() -> dict[str, Any]:
+def rollup_metrics_task(home: Path, annualization: int) -> dict[str, Any]:
     """Task: rebuild the performance and system rollups from the synced tables."""
-    settings = load_settings()
-    result = rollup_metrics(settings.home_dir, annualization=settings.annualization, as_of=datetime.now(UTC))
+    result = rollup_metrics(home, annualization=annualization, as_of=datetime.now(UTC))
     run_logger().info(
         "performance over %d days: %s; orders %s, rejected %s",
         result["days"],
@@ -49,6 +48,7 @@ def rollup_metrics_task() -> dict[str, Any]:
 )
 def metrics_rollup() -> dict[str, Any]:
     """Sync, then rebuild the performance and system rollups the Metrics API serves."""
-    added = sync_postgres()
-    result = rollup_metrics_task()
+    settings = flow_run_settings()
+    added = sync_postgres(settings.stores, settings.home_dir)
+    result = rollup_metrics_task(settings.home_dir, settings.flows.annualization)
     return {"synced": added, **result}

@@ -14,8 +14,8 @@ from prefect.cache_policies import NO_CACHE
 
 from analytics.regime_model import load_window, record_model, retrain
 from analytics.warehouse import Warehouse
+from flows import flow_run_settings
 from flows.sync import run_logger, sync_postgres
-from live.settings import load_settings
 
 DEFAULT_WINDOW_DAYS = 30.0
 
@@ -47,12 +47,9 @@ def retrain_regime_model(
     cache_policy=NO_CACHE,
     persist_result=False,
 )
-def retrain_task(window_days: float) -> dict[str, Any]:
+def retrain_task(home: Path, models_dir: Path, window_days: float) -> dict[str, Any]:
     """Task: train, validate, save, promote."""
-    settings = load_settings()
-    result = retrain_regime_model(
-        settings.home_dir, settings.models_dir, window_days=window_days, now=datetime.now(UTC)
-    )
+    result = retrain_regime_model(home, models_dir, window_days=window_days, now=datetime.now(UTC))
     log = run_logger()
     if result["promoted"]:
         log.info("promoted regime model %s (validation %.3f)", result["name"], result["validation_score"])
@@ -66,6 +63,7 @@ def retrain_task(window_days: float) -> dict[str, Any]:
 )
 def regime_retrain(window_days: float = DEFAULT_WINDOW_DAYS) -> dict[str, Any]:
     """Sync, then retrain the regime classifier."""
-    added = sync_postgres()
-    result = retrain_task(window_days)
+    settings = flow_run_settings()
+    added = sync_postgres(settings.stores, settings.home_dir)
+    result = retrain_task(settings.home_dir, settings.models_dir, window_days)
     return {"synced": added, **result}

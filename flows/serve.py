@@ -37,12 +37,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from flows import (
     FLOW_NAMES,
     SCHEDULES,
     apply_prefect_environment,
     get_flow,
-    operator_prefect_api,
     prefect_auth_path,
     prefect_auth_string,
     prefect_environment,
@@ -169,14 +170,14 @@ def holds_listener(pid: int, port: int) -> bool:
     return False
 
 
-def is_our_server(*, pid: int, api_url: str, auth_string: str) -> bool:
+def is_our_server(*, pid: int, api_url: str, auth_string: SecretStr) -> bool:
     """Identity, not health: process `pid` holds the listener of `api_url`, which refuses a request without
     credentials and accepts ours. Any server answers /health; only ours passes this."""
     port = urllib.parse.urlsplit(api_url).port
     if port is None or not holds_listener(pid, port):
         return False
     probe = f"{api_url}{IDENTITY_PROBE_PATH}"
-    return _status(probe, None) == 401 and _status(probe, auth_string) == 200
+    return _status(probe, None) == 401 and _status(probe, auth_string.get_secret_value()) == 200
 
 
 def _free_port(host: str, preferred: int | None) -> int:
@@ -268,12 +269,9 @@ def local_prefect_server(
     from live.stores.embedded import die_with_parent
 
     port = port or _free_port(host, None)
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
-    env.update(prefect_environment(settings))
-    # Whatever the operator's environment says, the server we start is closed by our credentials.
-    env["PREFECT_SERVER_API_AUTH_STRING"] = prefect_auth_string(settings)
-    # The UI asks the API at PREFECT_SERVER_API_PORT, whatever --port says.
-    env.update(PREFECT_SERVER_API_HOST=host, PREFECT_SERVER_API_PORT=str(port))
+    # The server inherits this process's environment (PATH, ...), but not a PREFECT_API_URL: it is the API.
+    env = {name: value for name, value in os.environ.items() if name != "PREFECT_API_URL"}
+    env.update(prefect_environment(settings, serving_on=(host, port)))
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     with (settings.logs_dir / "prefect-server.log").open("ab") as server_log:
         log_offset = server_log.tell()
@@ -405,7 +403,7 @@ def serve_all(settings: Settings) -> None:
     """Serve all four deployments on their schedules until SIGINT/SIGTERM; blocking, call from a main thread.
     Raises PrefectServerError if our server cannot start, or dies more than MAX_RESTARTS times in an hour."""
     apply_prefect_environment(settings)
-    configured = operator_prefect_api()
+    configured = settings.flows.prefect_api_url
     if configured:
         _serve_deployments(settings, configured, None)
         return

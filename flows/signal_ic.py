@@ -11,8 +11,8 @@ from prefect.cache_policies import NO_CACHE
 
 from analytics.rollups import build_signal_ic
 from analytics.warehouse import Warehouse
+from flows import flow_run_settings
 from flows.sync import run_logger, sync_postgres
-from live.settings import load_settings
 
 
 def rollup_signal_ic(home: Path, *, as_of: datetime) -> dict[str, Any]:
@@ -23,10 +23,9 @@ def rollup_signal_ic(home: Path, *, as_of: datetime) -> dict[str, Any]:
 
 
 @task(name="rollup-signal-ic", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, persist_result=False)
-def rollup_signal_ic_task() -> dict[str, Any]:
+def rollup_signal_ic_task(home: Path) -> dict[str, Any]:
     """Task: rebuild the signal IC rollups from the synced signals, bars and fills."""
-    settings = load_settings()
-    result = rollup_signal_ic(settings.home_dir, as_of=datetime.now(UTC))
+    result = rollup_signal_ic(home, as_of=datetime.now(UTC))
     run_logger().info("signal IC over %d (signal type, timestamp) periods", result["ic_periods"])
     return result
 
@@ -34,6 +33,7 @@ def rollup_signal_ic_task() -> dict[str, Any]:
 @flow(name="signal-ic", description="Sync PostgreSQL → DuckDB, then IC, win rate and P&L per signal type.")
 def signal_ic() -> dict[str, Any]:
     """Sync, then rebuild the signal rollups `/metrics/signals` serves."""
-    added = sync_postgres()
-    result = rollup_signal_ic_task()
+    settings = flow_run_settings()
+    added = sync_postgres(settings.stores, settings.home_dir)
+    result = rollup_signal_ic_task(settings.home_dir)
     return {"synced": added, **result}

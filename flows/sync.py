@@ -14,7 +14,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from analytics.warehouse import SyncOutcome, Warehouse
-from live.settings import Settings, load_settings
+from live.settings import StoreSettings
 
 # A flow's sync is skipped when another finished less than this long ago: long enough for the flows of one
 # schedule round (which queue on the warehouse lock behind each other's sync and rollup), well under the 5-minute
@@ -37,16 +37,17 @@ def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return logging.getLogger("tradeos.flows")
 
 
-def database_url(settings: Settings) -> str:
-    """The system of record's URL: TRADEOS_DATABASE_URL, else the embedded server running under TRADEOS_HOME."""
-    if settings.database_url:
-        return settings.database_url
+def database_url(stores: StoreSettings, home: Path) -> str:
+    """The system of record's URL, to connect with: TRADEOS_DATABASE_URL, else the embedded server running under
+    TRADEOS_HOME (`home`)."""
+    if stores.database_url:
+        return stores.database_url.get_secret_value()
     from live.stores.embedded import running_embedded_url
 
-    url = running_embedded_url(settings.home_dir, "postgres")
+    url = running_embedded_url(home, "postgres")
     if not url:
         raise DatabaseNotConfiguredError(
-            f"TRADEOS_DATABASE_URL is not set and no embedded PostgreSQL is running under {settings.home_dir}: "
+            f"TRADEOS_DATABASE_URL is not set and no embedded PostgreSQL is running under {home}: "
             "start `tradeos up` or set TRADEOS_DATABASE_URL"
         )
     return str(url)
@@ -70,11 +71,11 @@ def shared_sync(home: Path, url: str, *, full: bool = False, shared_within_secon
 
 
 @task(name="sync-postgres", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE, persist_result=False)
-def sync_postgres(full: bool = False) -> dict[str, int]:
+def sync_postgres(stores: StoreSettings, home: Path, full: bool = False) -> dict[str, int]:
     """Task: incremental, idempotent PostgreSQL → DuckDB copy, shared by flows that start together; rows added
-    per table (none when it used a sync that had just run). The URL never becomes a recorded parameter."""
-    settings = load_settings()
+    per table (none when it used a sync that had just run). The URL never becomes a recorded parameter: it
+    travels as a `SecretStr` inside `stores` and is revealed here, to connect."""
     outcome = shared_sync(
-        settings.home_dir, database_url(settings), full=full, shared_within_seconds=SHARED_SYNC_SECONDS
+        home, database_url(stores, home), full=full, shared_within_seconds=SHARED_SYNC_SECONDS
     )
     return outcome.rows_added

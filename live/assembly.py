@@ -25,7 +25,7 @@ from live.feeds.replay import ReplayFeed
 from live.feeds.sim import DEFAULT_SYMBOLS, SimFeed
 from live.profiles import Profile, get_profile
 from live.regime import RegimeClassifier
-from live.settings import Settings, SettingsError
+from live.settings import EngineSettings, SettingsError
 from live.strategy.loading import (
     STRATEGIES,
     StrategyChoice,
@@ -57,7 +57,7 @@ def _replay_feed(options: FeedOptions) -> Feed:
     return ReplayFeed.from_path(options.data, symbols=options.symbols)
 
 
-def _paper_broker(settings: Settings) -> Broker:
+def _paper_broker(settings: EngineSettings) -> Broker:
     return PaperBroker(commission_bps=settings.commission_bps, slippage_bps=settings.slippage_bps)
 
 
@@ -66,7 +66,7 @@ def _paper_broker(settings: Settings) -> Broker:
 FEEDS: Mapping[str, Callable[[FeedOptions], Feed]] = MappingProxyType(
     {"sim": _sim_feed, "replay": _replay_feed}
 )
-BROKERS: Mapping[str, Callable[[Settings], Broker]] = MappingProxyType({"paper": _paper_broker})
+BROKERS: Mapping[str, Callable[[EngineSettings], Broker]] = MappingProxyType({"paper": _paper_broker})
 __all__ = [
     "BROKERS",
     "FEEDS",
@@ -86,13 +86,13 @@ def build_feed(name: str, options: FeedOptions) -> Feed:
     return factory(options)
 
 
-def check_adapters(settings: Settings) -> None:
+def check_adapters(settings: EngineSettings) -> None:
     """Start-up check: the broker setting names a registered adapter (SettingsError otherwise)."""
     if settings.broker not in BROKERS:
         raise SettingsError(f"TRADEOS_BROKER: unknown {settings.broker!r}; valid: {', '.join(BROKERS)}")
 
 
-def strategy_from_settings(settings: Settings) -> StrategyChoice:
+def strategy_from_settings(settings: EngineSettings) -> StrategyChoice:
     """The strategy `TRADEOS_STRATEGY` names with `TRADEOS_STRATEGY_PARAMS` (SettingsError naming the variable)."""
     try:
         return load_strategy(settings.strategy, parse_params_json(settings.strategy_params))
@@ -111,7 +111,7 @@ def allowed_strategies(choice: StrategyChoice) -> dict[str, StrategyChoice]:
 
 
 def build_engine(
-    settings: Settings,
+    settings: EngineSettings,
     *,
     symbols: Sequence[str],
     profile: Profile | None = None,

@@ -96,3 +96,34 @@ def run_cli(
     service = Service(home, args, env)
     code = service.wait(timeout)
     return code, service.output
+
+
+class AppServer:
+    """An API app served by uvicorn as `tradeos up` serves it (`api.operator.server_config`), on a free loopback
+    port, in a thread with its own event loop: `with AppServer(create_app(settings)) as server: server.base_url`."""
+
+    def __init__(self, app: Any) -> None:
+        import threading
+
+        import uvicorn
+
+        from api.operator import server_config
+
+        self.server = uvicorn.Server(server_config(app, host="127.0.0.1", port=0, log_config=None))
+        self._thread = threading.Thread(target=self.server.run, name="app-server", daemon=True)
+
+    def __enter__(self) -> AppServer:
+        self._thread.start()
+        eventually(lambda: self.server.started or not self._thread.is_alive(), what="the app server to start")
+        if not self.server.started:
+            raise RuntimeError("the app did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout=15)
+
+    @property
+    def base_url(self) -> str:
+        port = int(self.server.servers[0].sockets[0].getsockname()[1])
+        return f"http://127.0.0.1:{port}"

@@ -6,10 +6,12 @@ row (Parquet: 1-based) and the reason, so a bad file fails at start-up rather th
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from live.domain import Bar, iso_utc
@@ -46,9 +48,12 @@ class ReplayFeed:
         volumes: list[float],
         spreads: list[float],
         source: str = "<memory>",
+        first_row: int = 0,
     ) -> None:
-        # `times[k]` is the timestamp of the rows from `starts[k]` up to the next start.
+        # `times[k]` is the timestamp of the rows from `starts[k]` up to the next start; the rows are the source's
+        # from `first_row` on (a window of a file starts further in).
         self.source = source
+        self._first_row = first_row
         self._times = times
         self._starts = starts
         self._names = symbols
@@ -86,11 +91,75 @@ class ReplayFeed:
         """Number of bars in the file."""
         return len(self._names)
 
+    def frame(self) -> pl.DataFrame:
+        """Every bar as one frame (`timestamp` UTC, `symbol`, `open` .. `volume`, `spread`), in file order: what a
+        backtest records as its `bars` without building a `Bar` per row."""
+        counts = np.diff([*self._starts, len(self._names)])
+        opens, highs, lows, closes, volumes, spreads = self._columns
+        times = pl.Series("timestamp", self._times, dtype=pl.Datetime("us", "UTC"))
+        return pl.DataFrame(
+            {
+                "timestamp": times.gather(np.repeat(np.arange(len(counts)), counts)),
+                "symbol": self._names,
+                "open": opens,
+                "high": highs,
+                "low": lows,
+                "close": closes,
+                "volume": volumes,
+                "spread": spreads,
+            },
+            schema_overrides={"symbol": pl.String},
+        )
+
+    @property
+    def cross_sections(self) -> int:
+        """Number of distinct timestamps (what `batches` yields)."""
+        return len(self._times)
+
+    def timestamp_at(self, index: int) -> datetime:
+        """The timestamp of the `index`-th cross-section (0-based)."""
+        return self._times[index]
+
+    def window(self, start: datetime | None = None, end: datetime | None = None) -> ReplayFeed:
+        """The bars with `start <= timestamp < end` (either bound open when None), as a feed of its own."""
+        first = 0 if start is None else bisect.bisect_left(self._times, start)
+        stop = len(self._times) if end is None else bisect.bisect_left(self._times, end)
+        stop = max(first, stop)
+        lo = self._starts[first] if first < len(self._starts) else len(self._names)
+        hi = self._starts[stop] if stop < len(self._starts) else len(self._names)
+        return ReplayFeed(
+            times=self._times[first:stop],
+            starts=[offset - lo for offset in self._starts[first:stop]],
+            symbols=self._names[lo:hi],
+            opens=self._columns[0][lo:hi],
+            highs=self._columns[1][lo:hi],
+            lows=self._columns[2][lo:hi],
+            closes=self._columns[3][lo:hi],
+            volumes=self._columns[4][lo:hi],
+            spreads=self._columns[5][lo:hi],
+            source=self.source,
+            first_row=self._first_row + lo,
+        )
+
+    def write_head(self, dest: Path, *, cross_sections: int) -> Path:
+        """Copies this feed's first `cross_sections` timestamps to `dest` in the source file's format, each value
+        as the file wrote it (a truncated copy for the look-ahead check; a window's own file)."""
+        source = Path(self.source)
+        rows = len(self._names) if cross_sections >= len(self._starts) else self._starts[cross_sections]
+        if source.suffix.lower() in _CSV_SUFFIXES:
+            frame = pl.read_csv(source, infer_schema=False)
+            # Blank lines are skipped as on loading, so rows are counted as the feed counts them.
+            frame = frame.filter(~pl.all_horizontal(pl.col(REQUIRED_COLUMNS).is_null()))
+            frame.slice(self._first_row, rows).write_csv(dest)
+        else:
+            pl.read_parquet(source).slice(self._first_row, rows).write_parquet(dest)
+        return dest
+
     def batches(self) -> Iterator[list[Bar]]:
         """Yield the bars of each timestamp, in file order."""
         names = self._names
         opens, highs, lows, closes, volumes, spreads = self._columns
-        ends = [*self._starts[1:], len(names)]
+        ends = [*self._starts[1:], len(names)] if self._starts else []
         for ts, start, end in zip(self._times, self._starts, ends, strict=True):
             yield [
                 Bar(timestamp=ts, symbol=sym, open=o, high=h, low=lo, close=c, volume=v, spread=sp)

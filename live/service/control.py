@@ -269,9 +269,15 @@ class ModelWatch:
         self._stamp: float | None = None
 
     def load(self) -> RegimeClassifier | None:
-        """The promoted model, if any can be loaded; None keeps the one in use."""
+        """The promoted model, if any can be loaded; None keeps the one in use. The pointer it read is remembered,
+        so `maybe_load` does not load the same model again: a swap makes the regime adopt the model's next label at
+        once, which would make the regimes of a run depend on when housekeeping first looked."""
         if self._loader is None:
             return None
+        try:
+            self._stamp = (self._models_dir / "current.json").stat().st_mtime
+        except FileNotFoundError:
+            self._stamp = None
         try:
             return self._loader(self._models_dir)
         except Exception:

@@ -35,7 +35,7 @@ from live.service.outages import Outages
 from live.service.pacing import Pacer, Pulse, StaleFeedWatch
 from live.service.publisher import Publisher
 from live.service.recorder import Recorder, take_batch
-from live.settings import Settings
+from live.settings import EngineSettings
 from live.stores.postgres import PostgresStore, apply_migrations
 from live.stores.redis_store import RedisStore
 from live.strategy.loading import StrategyChoice
@@ -69,7 +69,8 @@ class EngineRunner:
     def __init__(
         self,
         *,
-        settings: Settings,
+        settings: EngineSettings,
+        models_dir: Path,
         feed: Feed,
         database_url: str,
         redis_url: str,
@@ -85,7 +86,7 @@ class EngineRunner:
         self.redis_url = redis_url
         self.options = options or RunnerOptions()
         self.holder = self.options.holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.models = ModelWatch(loader=classifier_loader, models_dir=settings.models_dir)
+        self.models = ModelWatch(loader=classifier_loader, models_dir=models_dir)
         self.stop_event = threading.Event()
         self.ready = threading.Event()  # recovered, command thread running (bench/engine.py times from here)
         self.feed_done = threading.Event()  # a finite feed is exhausted and everything is committed
@@ -132,7 +133,7 @@ class Progress:
 def recover(
     pg: PostgresStore,
     *,
-    settings: Settings,
+    settings: EngineSettings,
     feed: Feed,
     classifier: RegimeClassifier | None,
     strategy: StrategyChoice | None = None,

@@ -13,6 +13,8 @@ Keys (per Redis DB):
   tradeos:heartbeat:<service>    wall-clock unix seconds of the service's last sign of life
                                  (services: signal_engine, execution)
   tradeos:control_ack:<id>       list the engine LPUSHes its CommandAck to, for command <id>
+  tradeos:ws_clients:<api id>    WebSocket clients connected to one API process (expires unless refreshed), for
+                                 the Metrics API's Prometheus exposition
 Channels (namespaced by DB index, since pub/sub ignores the DB):
   tradeos:<db>:events            every event as the WebSocket sends it: {"type", "data", "timestamp"}
   tradeos:<db>:control           operator commands: {"id", "command", "actor", "reason", "value"} (live.control.Command)
@@ -27,6 +29,7 @@ STRATEGY = "tradeos:strategy"
 PORTFOLIO = "tradeos:portfolio"
 HEARTBEAT_PREFIX = "tradeos:heartbeat:"
 CONTROL_ACK_PREFIX = "tradeos:control_ack:"
+WS_CLIENTS_PREFIX = "tradeos:ws_clients:"
 HEARTBEAT_SERVICES: tuple[str, ...] = ("signal_engine", "execution")
 HEARTBEAT_MAX_AGE_SECONDS = 5.0
 

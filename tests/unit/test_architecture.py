@@ -15,8 +15,15 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("live", "analytics", "flows", "api")
 
 # What the batch side may take from the live core: its settings, its domain types and the regime features the
-# model is trained on, and where a running `tradeos up` keeps its embedded servers.
-FLOWS_MAY_USE_FROM_LIVE = ("live.settings", "live.domain", "live.regime", "live.stores.embedded")
+# model is trained on, where a running `tradeos up` keeps its embedded servers, and the engine on a replay file
+# (research: backtests, walk-forward) through its one port.
+FLOWS_MAY_USE_FROM_LIVE = (
+    "live.settings",
+    "live.domain",
+    "live.regime",
+    "live.stores.embedded",
+    "live.backtest",
+)
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

@@ -202,7 +202,7 @@ def test_a_kill_switch_halt_belongs_to_the_operator_who_posted_it_else_to_the_sw
 def _engine() -> Engine:
     settings = Settings(commission_bps=Decimal("1"), slippage_bps=Decimal("2"))
     return build_engine(
-        settings,
+        settings.engine,
         symbols=("AAPL",),
         profile=get_profile("balanced"),
         initial_cash=Decimal("100000"),

@@ -28,7 +28,7 @@ def _engine(profile=None, symbols=SYMBOLS, **kw) -> Engine:
         broker="paper", strategy="builtin", commission_bps=Decimal("1"), slippage_bps=Decimal("2")
     )
     return build_engine(
-        settings, symbols=symbols, profile=profile or eager_profile(), initial_cash=CASH, **kw
+        settings.engine, symbols=symbols, profile=profile or eager_profile(), initial_cash=CASH, **kw
     )
 
 

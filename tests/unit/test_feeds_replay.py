@@ -220,3 +220,60 @@ def test_an_unknown_file_type_or_a_missing_file_is_refused(tmp_path: Path) -> No
         ReplayFeed.from_path(tmp_path / "bars.json")
     with pytest.raises(FeedError, match="no such file"):
         ReplayFeed.from_path(tmp_path / "absent.csv")
+
+
+def _gappy_csv(tmp_path: Path) -> Path:
+    # MSFT misses the second minute and a blank line sits in the middle: windows and copies count bars, not lines.
+    return _csv(
+        tmp_path,
+        HEADER,
+        "2026-01-05T00:00:00Z,AAPL,1,2,1,1.5,10",
+        "2026-01-05T00:00:00Z,MSFT,3,4,3,3.5,10",
+        "2026-01-05T00:01:00Z,AAPL,1.5,2,1,1.25,10",
+        "",
+        "2026-01-05T00:02:00Z,AAPL,1.25,2,1,1.75,10",
+        "2026-01-05T00:02:00Z,MSFT,3.5,4,3,3.25,10",
+    )
+
+
+def test_a_window_replays_exactly_the_bars_between_its_bounds(tmp_path: Path) -> None:
+    feed = ReplayFeed.from_path(_gappy_csv(tmp_path))
+    start = datetime(2026, 1, 5, 0, 1, tzinfo=UTC)
+
+    window = feed.window(start, start + timedelta(minutes=1))
+    tail = feed.window(start)
+
+    assert [[(b.timestamp, b.symbol, b.close) for b in batch] for batch in window.batches()] == [
+        [(start, "AAPL", 1.25)]
+    ]
+    assert list(tail.batches()) == list(feed.batches())[1:]
+    assert len(tail) == 3
+    assert list(feed.window(start + timedelta(hours=1)).batches()) == []
+
+
+def test_a_head_copy_keeps_the_first_timestamps_as_the_file_wrote_them(tmp_path: Path) -> None:
+    feed = ReplayFeed.from_path(_gappy_csv(tmp_path))
+
+    copy = feed.write_head(tmp_path / "head.csv", cross_sections=2)
+
+    window = feed.window(datetime(2026, 1, 5, 0, 1, tzinfo=UTC))
+    window_copy = window.write_head(tmp_path / "window.csv", cross_sections=window.cross_sections)
+
+    assert list(ReplayFeed.from_path(window_copy).batches()) == list(window.batches())
+    assert list(ReplayFeed.from_path(copy).batches()) == list(feed.batches())[:2]
+    assert copy.read_text().splitlines()[1:] == [
+        "2026-01-05T00:00:00Z,AAPL,1,2,1,1.5,10",
+        "2026-01-05T00:00:00Z,MSFT,3,4,3,3.5,10",
+        "2026-01-05T00:01:00Z,AAPL,1.5,2,1,1.25,10",
+    ]
+
+
+def test_the_bars_frame_holds_every_bar_in_file_order(tmp_path: Path) -> None:
+    feed = ReplayFeed.from_path(_gappy_csv(tmp_path))
+
+    frame = feed.frame()
+
+    assert frame.select("timestamp", "symbol", "close").rows() == [
+        (bar.timestamp, bar.symbol, bar.close) for batch in feed.batches() for bar in batch
+    ]
+    assert frame.schema["timestamp"] == pl.Datetime("us", "UTC")

@@ -17,7 +17,7 @@ from live.execution._template import TemplateBroker
 from live.feeds import Feed, FeedError, ReplayFeed, SimFeed
 from live.feeds._template import TemplateFeed
 from live.profiles import Profile, get_profile
-from live.settings import Settings, SettingsError
+from live.settings import EngineSettings, Settings, SettingsError
 from live.strategy import BuiltinStrategy, PortfolioView, SignalRecorder, Strategy, TargetPosition
 from live.strategy._template import TemplateStrategy
 from tests.factories import CASH, T0, trending_rows, write_replay_csv
@@ -30,9 +30,9 @@ _brokers: tuple[type[Broker], ...] = (TemplateBroker, PaperBroker)
 _strategies: tuple[type[Strategy], ...] = (TemplateStrategy, BuiltinStrategy)
 
 
-def _settings(**changes: object) -> Settings:
+def _settings(**changes: object) -> EngineSettings:
     values: dict[str, object] = {"broker": "paper", "strategy": "builtin", **changes}
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings(**values).engine
 
 
 def test_every_template_and_first_adapter_satisfies_its_port() -> None:

@@ -30,7 +30,9 @@ from tests.factories import T0
 
 ROOT = Path(__file__).resolve().parents[2]
 SMA = f"{ROOT / 'docs' / 'examples' / 'sma_crossover.py'}:SmaCrossover"
-SETTINGS = Settings(broker="paper", strategy="builtin", commission_bps=Decimal(1), slippage_bps=Decimal(2))
+SETTINGS = Settings(
+    broker="paper", strategy="builtin", commission_bps=Decimal(1), slippage_bps=Decimal(2)
+).engine
 
 
 def _write(path: Path, source: str) -> Path:

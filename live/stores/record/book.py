@@ -6,16 +6,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import NamedTuple
 
 from live.domain import EquitySnapshot, Fill, Order, OrderStatus, Side
 from live.stores.record.statements import (
     Batch,
+    BucketTally,
     Copy,
+    LatencyBuckets,
     Query,
     Row,
     column_list,
     insert_sql,
+    le_bucket_sql,
     optional_decimal,
 )
 
@@ -265,3 +269,61 @@ def copy_equity(snapshots: Sequence[EquitySnapshot], *, high_water_mark: Decimal
     hwm = str(high_water_mark)
     text = "".join(f"{e.timestamp.isoformat()}\t{e.total_value}\t{e.cash}\t{hwm}\n" for e in snapshots)
     return Copy(sql=f"COPY equity ({column_list(EQUITY_COLUMNS)}) FROM STDIN", chunks=(text.encode(),))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeldPosition:
+    """A row of `positions` with a non-zero quantity: signed quantity at average cost, gross realized P&L."""
+
+    symbol: str
+    quantity: int
+    avg_price: Decimal
+    realized_pnl: Decimal
+
+
+def _held_positions(rows: list[Row]) -> list[HeldPosition]:
+    return [
+        HeldPosition(symbol=symbol, quantity=quantity, avg_price=Decimal(avg), realized_pnl=Decimal(realized))
+        for symbol, quantity, avg, realized in rows
+    ]
+
+
+def held_positions() -> Query[list[HeldPosition]]:
+    """The open positions of the current book, by symbol (flat rows left out)."""
+    return Query(
+        sql="SELECT symbol, quantity, avg_price, realized_pnl FROM positions WHERE quantity <> 0 ORDER BY symbol",
+        decode=_held_positions,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderTally:
+    """Orders counted by status and, for rejected ones, by reason (`unspecified` for an empty one), with the
+    tick-to-order latencies the engine measured as a cumulative histogram (microseconds)."""
+
+    by_status: dict[str, int]
+    rejections_by_reason: dict[str, int]
+    tick_to_order: LatencyBuckets
+
+
+def _order_tally(bounds_us: Sequence[float], rows: list[Row]) -> OrderTally:
+    by_status: dict[str, int] = {}
+    by_reason: dict[str, int] = {}
+    latencies = BucketTally(bounds_us)
+    for status, reason, bucket, orders, measured, total_us in rows:
+        by_status[status] = by_status.get(status, 0) + int(orders)
+        if reason is not None:
+            by_reason[reason] = by_reason.get(reason, 0) + int(orders)
+        latencies.add(bucket, int(measured), total_us)
+    return OrderTally(by_status=by_status, rejections_by_reason=by_reason, tick_to_order=latencies.buckets())
+
+
+def order_tally(*, bounds_us: Sequence[float]) -> Query[OrderTally]:
+    """Every order on record by status, the rejected ones by reason, and the tick-to-order latencies bucketed at
+    `bounds_us`: one scan of `orders`."""
+    return Query(
+        sql="SELECT status, CASE WHEN status = 'rejected' THEN COALESCE(NULLIF(reason, ''), 'unspecified') END,"
+        f" {le_bucket_sql('tick_to_order_us', bounds_us)}, count(*), count(tick_to_order_us), sum(tick_to_order_us)"
+        " FROM orders GROUP BY 1, 2, 3",
+        decode=partial(_order_tally, tuple(bounds_us)),
+    )

@@ -88,3 +88,12 @@ def take_profile_lock() -> Statement:
 
 def release_profile_lock() -> Statement:
     return Statement(sql="SELECT pg_advisory_unlock(%s)", params=(PROFILE_LOCK,))
+
+
+def _action_tally(rows: list[Row]) -> dict[str, int]:
+    return {action: int(count) for action, count in rows}
+
+
+def control_action_tally() -> Query[dict[str, int]]:
+    """Control actions on record counted by action (halt, resume, reduce, flatten, profile), by anyone."""
+    return Query(sql="SELECT action, count(*) FROM control_actions GROUP BY 1", decode=_action_tally)

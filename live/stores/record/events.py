@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import partial
 
 from live.domain import RegimeChange, RiskEvent
 from live.stores.record.statements import (
     Batch,
+    BucketTally,
     Copy,
+    LatencyBuckets,
+    Query,
     Row,
     column_list,
     insert_sql,
+    le_bucket_sql,
 )
 
 RISK_EVENT_COLUMNS = ("id", "timestamp", "code", "detail", "symbol", "halts_trading", "recorded_at")
@@ -53,3 +58,49 @@ def insert_regime_changes(changes: Iterable[RegimeChange]) -> Batch:
 def copy_api_requests(rows: Iterable[ApiRequestRow]) -> Copy:
     """The access log's records, in API_REQUEST_COLUMNS order without the id."""
     return Copy(sql=f"COPY api_requests ({column_list(_API_REQUEST_WRITTEN)}) FROM STDIN", rows=rows)
+
+
+def _latest_regime(rows: list[Row]) -> tuple[str, datetime] | None:
+    return (rows[0][0], rows[0][1]) if rows else None
+
+
+def latest_regime() -> Query[tuple[str, datetime] | None]:
+    """(regime, since) of the last regime change on record; None before any."""
+    return Query(
+        sql='SELECT "current", timestamp FROM regime_changes ORDER BY timestamp DESC, id DESC LIMIT 1',
+        decode=_latest_regime,
+    )
+
+
+def _risk_event_tally(rows: list[Row]) -> dict[tuple[str, bool], int]:
+    return {(code, bool(halts)): int(count) for code, halts, count in rows}
+
+
+def risk_event_tally() -> Query[dict[tuple[str, bool], int]]:
+    """Risk events on record counted by (code, whether it halted trading)."""
+    return Query(
+        sql="SELECT code, halts_trading, count(*) FROM risk_events GROUP BY 1, 2",
+        decode=_risk_event_tally,
+    )
+
+
+def _latency_by_route(bounds: Sequence[float], rows: list[Row]) -> dict[tuple[str, str], LatencyBuckets]:
+    tallies: dict[tuple[str, str], BucketTally] = {}
+    for method, route, bucket, requests, total_ms in rows:
+        tallies.setdefault((method, route), BucketTally(bounds)).add(bucket, int(requests), total_ms)
+    return {key: tally.buckets() for key, tally in tallies.items()}
+
+
+def api_latency_by_route(
+    *, routes: Sequence[str], methods: Sequence[str], bounds_ms: Sequence[float]
+) -> Query[dict[tuple[str, str], LatencyBuckets]]:
+    """The operator API's recorded request latencies as a cumulative histogram (ms) per (method, route). Anyone
+    chooses the path they request: a path that is not one of `routes`, or a method not in `methods`, counts as
+    `other`, so the labels stay a bounded set."""
+    return Query(
+        sql="SELECT CASE WHEN method = ANY(%(methods)s) THEN method ELSE 'other' END,"
+        " CASE WHEN path = ANY(%(routes)s) THEN path ELSE 'other' END,"
+        f" {le_bucket_sql('latency_ms', bounds_ms)}, count(*), sum(latency_ms) FROM api_requests GROUP BY 1, 2, 3",
+        params={"routes": list(routes), "methods": list(methods)},
+        decode=partial(_latency_by_route, tuple(bounds_ms)),
+    )

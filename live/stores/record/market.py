@@ -4,7 +4,7 @@ engine writes, bench/README.md), and read back for the book's marks, `GET /signa
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -173,3 +173,30 @@ def _signal_rows(rows: Iterable[SignalRow]) -> Iterator[bytes]:
                 + _BOOL[bool(actionable)]
             )
         yield head + prefix + strength_field(8, strength)
+
+
+def last_closes_of(*, symbols: Sequence[str]) -> Query[dict[str, float]]:
+    """The last recorded close of each of `symbols` (those without a bar are left out): one backward scan of the
+    bars' time index per symbol, stopping at its latest bar, however long the history."""
+    return Query(
+        sql="SELECT s.symbol, b.close FROM unnest(%(symbols)s::text[]) AS s (symbol)"
+        " CROSS JOIN LATERAL (SELECT close FROM bars WHERE bars.symbol = s.symbol"
+        " ORDER BY timestamp DESC LIMIT 1) AS b",
+        params={"symbols": list(symbols)},
+        decode=_closes,
+    )
+
+
+def _count_through(rows: list[Row]) -> tuple[int, datetime | None]:
+    count, through = rows[0]
+    return int(count), through
+
+
+def bars_recorded_after(*, after: datetime | None) -> Query[tuple[int, datetime | None]]:
+    """(how many bars are recorded with a time after `after` (all of them when None), the latest such time): a
+    range scan of the bars' primary key, so a tally kept up to date this way costs only the bars new since."""
+    return Query(
+        sql="SELECT count(*), max(timestamp) FROM bars WHERE %(after)s::timestamptz IS NULL OR timestamp > %(after)s",
+        params={"after": after},
+        decode=_count_through,
+    )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import accumulate
 from typing import Any, Generic, TypeVar
 
 import psycopg
@@ -140,3 +141,43 @@ def optional_decimal(rows: list[Row]) -> Decimal | None:
 def optional_str(rows: list[Row]) -> str | None:
     value = first_value(rows)
     return str(value) if value is not None else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LatencyBuckets:
+    """Cumulative counts of samples at or under each bound (in the bounds' unit), their count and their sum."""
+
+    bounds: tuple[float, ...]
+    cumulative: tuple[int, ...]
+    count: int
+    total: float
+
+
+def le_bucket_sql(column: str, bounds: Sequence[float]) -> str:
+    """An expression numbering the bucket of `column` so that values equal to a bound fall at or under it (as a
+    Prometheus `le` bucket): `width_bucket` puts a value equal to a threshold above it, so it is given the
+    negated value and bounds. With n bounds, n - the number is the index of the first bound >= the value (n: above
+    them all)."""
+    negated = ", ".join(repr(-float(b)) for b in reversed(bounds))
+    return f"width_bucket(-{column}, ARRAY[{negated}]::double precision[])"
+
+
+class BucketTally:
+    """Adds up rows of (le_bucket_sql number, samples, sum of the samples) into `LatencyBuckets`."""
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        self.bounds = tuple(bounds)
+        self._per_bucket = [0] * (len(self.bounds) + 1)  # the last one: above every bound
+        self._total = 0.0
+
+    def add(self, number: int | None, samples: int, total: float | None) -> None:
+        if number is None or not samples:
+            return
+        self._per_bucket[len(self.bounds) - number] += samples
+        self._total += float(total or 0.0)
+
+    def buckets(self) -> LatencyBuckets:
+        cumulative = list(accumulate(self._per_bucket))
+        return LatencyBuckets(
+            bounds=self.bounds, cumulative=tuple(cumulative[:-1]), count=cumulative[-1], total=self._total
+        )

@@ -165,8 +165,8 @@ async def test_the_websocket_handshake_limits_follow_the_websocket_librarys_sett
 ) -> None:
     port = free_port()
     env = {
-        "TRADEOS_DATABASE_URL": str(api_settings.database_url),
-        "TRADEOS_REDIS_URL": str(api_settings.redis_url),
+        "TRADEOS_DATABASE_URL": api_settings.stores.database_url.get_secret_value(),
+        "TRADEOS_REDIS_URL": api_settings.stores.redis_url.get_secret_value(),
         "TRADEOS_TOOL_TOKEN": token,
         "WEBSOCKETS_MAX_LINE_LENGTH": "4096",
     }

@@ -188,8 +188,8 @@ async def test_two_api_processes_deliver_the_same_fills(
     # The replica is a separate OS process (`tradeos api`), with its own Redis subscription.
     port = free_port()
     env = {
-        "TRADEOS_DATABASE_URL": str(api_settings.database_url),
-        "TRADEOS_REDIS_URL": str(api_settings.redis_url),
+        "TRADEOS_DATABASE_URL": api_settings.stores.database_url.get_secret_value(),
+        "TRADEOS_REDIS_URL": api_settings.stores.redis_url.get_secret_value(),
         "TRADEOS_TOOL_TOKEN": token,
     }
     with Service(tmp_path / "replica", ["api", "--api-port", str(port)], env) as replica:

@@ -58,8 +58,8 @@ async def test_every_message_carries_the_engine_clock_and_the_rest_shape_of_its_
     api: ServerThread, client: httpx.AsyncClient, pg: psycopg.Connection, token: str, tmp_path: Path
 ) -> None:
     env = {
-        "TRADEOS_DATABASE_URL": str(api.settings.database_url),
-        "TRADEOS_REDIS_URL": str(api.settings.redis_url),
+        "TRADEOS_DATABASE_URL": api.settings.stores.database_url.get_secret_value(),
+        "TRADEOS_REDIS_URL": api.settings.stores.redis_url.get_secret_value(),
     }
     messages: list[dict[str, Any]] = []
     async with connect(f"{api.ws_url}?token={token}", max_size=None) as ws:

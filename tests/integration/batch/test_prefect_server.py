@@ -62,7 +62,7 @@ class Served:
         return str(record["api_url"])
 
     def client(self) -> httpx.Client:
-        user, _, password = prefect_auth_string(self.settings).partition(":")
+        user, _, password = prefect_auth_string(self.settings).get_secret_value().partition(":")
         return httpx.Client(
             base_url=self.api_url, auth=httpx.BasicAuth(user, password), timeout=10, trust_env=False
         )

@@ -65,7 +65,10 @@ def test_a_greedy_user_strategy_is_sized_and_refused_by_the_engines_checks(
 
     feed = ReplayFeed.from_path(data)
     engine = build_engine(
-        Settings(), symbols=feed.symbols, profile=get_profile("conservative"), strategy=load_strategy(spec)
+        Settings().engine,
+        symbols=feed.symbols,
+        profile=get_profile("conservative"),
+        strategy=load_strategy(spec),
     )
     for batch in feed.batches():
         engine.step(batch)
