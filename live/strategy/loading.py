@@ -173,6 +173,9 @@ def _abstract(found: type[Any]) -> str:
 
 def _choice(spec: str, found: type[Any], values: Mapping[str, object]) -> StrategyChoice:
     params_model: type[BaseModel] = found.Params
+    if values and not params_model.model_fields:
+        given = ", ".join(sorted(values))
+        raise StrategyLoadError(f"strategy {found.name!r} takes no parameters (got {given})", about="params")
     try:
         params = params_model.model_validate(dict(values))
     except ValidationError as exc:
