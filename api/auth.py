@@ -80,10 +80,16 @@ def _unauthorized(request: Request) -> HTTPException:
     )
 
 
-def websocket_authorized(websocket: WebSocket, expected: str | None) -> bool:
-    """A WebSocket may present the token as `?token=` or as a bearer header."""
+def websocket_authorized(
+    websocket: WebSocket, expected: str | None, *, session_allowed: bool = False
+) -> bool:
+    """A WebSocket may present the token as `?token=` or as a bearer header; with `session_allowed` (the caller
+    found the handshake's Origin to be the dashboard's) a valid session cookie instead. A token presented is
+    judged alone, as on HTTP: a wrong one is refused even beside a valid cookie."""
     presented = websocket.query_params.get("token") or _bearer_token(websocket.headers.get("authorization"))
-    return token_matches(expected, presented)
+    if presented is not None or expected is None or not session_allowed:
+        return token_matches(expected, presented)
+    return session_valid(expected, websocket.cookies.get(SESSION_COOKIE), now=time.time())
 
 
 class RedactTokens(logging.Filter):

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from api import runtime
 from live.settings import PROFILE_NAMES, Settings, SettingsError, load_settings
 
 log = logging.getLogger("tradeos")
@@ -51,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser(
-        "up", help="live engine + REST/WS API + Metrics API + scheduled flows, in the foreground"
+        "up", help="live engine + REST/WS API + Metrics API + dashboard + scheduled flows, in the foreground"
     )
     up.add_argument(
         "--feed", default="sim", help="a feed registered in live/assembly.py: sim (default), replay"
@@ -67,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--symbols", type=str, default=None, help="comma-separated symbols")
     up.add_argument("--api-port", type=int, default=None)
     up.add_argument("--metrics-port", type=int, default=None)
+    up.add_argument("--dashboard-port", type=int, default=None, help="the operator dashboard's port (18002)")
     up.add_argument("--host", type=str, default=None)
     up.add_argument("--profile", type=str, default=None, choices=PROFILE_NAMES)
     add_strategy_arguments(up)
@@ -134,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_settings(
             api_port=getattr(args, "api_port", None),
             metrics_port=getattr(args, "metrics_port", None),
+            dashboard_port=getattr(args, "dashboard_port", None),
             host=getattr(args, "host", None),
             profile=getattr(args, "profile", None),
         )
@@ -318,13 +321,16 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
     if not args.no_api:
         _check_port_free(settings.api.host, settings.api.api_port, "TRADEOS_API_PORT/--api-port")
         _check_port_free(settings.api.host, settings.api.metrics_port, "TRADEOS_METRICS_PORT/--metrics-port")
+        _check_port_free(
+            settings.api.host, settings.api.dashboard_port, "TRADEOS_DASHBOARD_PORT/--dashboard-port"
+        )
     _secure_home(settings)
     feed = make_feed(args)
     _check_adapters(settings)
     strategy = choose_strategy(args, settings)
     _configure_logging(settings)
-    # The control thread (operator commands, the kill-switch poll) must get the GIL promptly from a busy engine.
-    sys.setswitchinterval(0.001)
+    # The command thread must get the GIL promptly from a busy engine (api/runtime.py).
+    runtime.hand_over_the_gil_promptly()
     from live.service import EngineRunner, RunnerOptions
 
     with _stores(settings) as (database_url, redis_url):
@@ -344,6 +350,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
             target=_run_engine, args=(runner, stop), name="tradeos-engine", daemon=True
         )
         children: dict[str, subprocess.Popen[bytes]] = {}
+        runtime.settle_heap()
         engine_thread.start()
         log.info(
             "TRADEOS up at %s: feed %s, speed %s, strategy %s %s (params %s, sha256 %s)",
@@ -455,7 +462,7 @@ def _wait_for_signal(stop: threading.Event, children: dict[str, subprocess.Popen
 
 
 def serve_apis(settings: Settings) -> int:
-    """`tradeos serve-apis` (internal, started by `tradeos up`): both HTTP apps in one process, on uvloop."""
+    """`tradeos serve-apis` (internal, started by `tradeos up`): the three HTTP apps in one process, on uvloop."""
     _configure_logging(settings, file_name="apis.log")
     stop = threading.Event()
     try:
@@ -470,6 +477,7 @@ def serve_apis(settings: Settings) -> int:
 async def _serve_apis(settings: Settings, stop: threading.Event) -> None:
     import uvicorn
 
+    from api.dashboard import create_app as create_dashboard_app
     from api.metrics import create_app as create_metrics_app
     from api.operator import create_app as create_operator_app
     from api.operator import server_config
@@ -485,6 +493,7 @@ async def _serve_apis(settings: Settings, stop: threading.Event) -> None:
         for app, port in (
             (create_operator_app(settings), settings.api.api_port),
             (create_metrics_app(settings), settings.api.metrics_port),
+            (create_dashboard_app(settings), settings.api.dashboard_port),
         )
     ]
     loop = asyncio.get_running_loop()
@@ -503,12 +512,15 @@ async def _serve_apis(settings: Settings, stop: threading.Event) -> None:
         shutdown()
 
     log.info(
-        "operator API on http://%s:%d, metrics API on http://%s:%d",
+        "operator API on http://%s:%d, metrics API on http://%s:%d, dashboard on http://%s:%d",
         settings.api.host,
         settings.api.api_port,
         settings.api.host,
         settings.api.metrics_port,
+        settings.api.host,
+        settings.api.dashboard_port,
     )
+    runtime.settle_heap()  # no full collection stalls the loop in the middle of a halt (api/runtime.py)
     tasks = [asyncio.create_task(server.serve()) for server in servers]
     tasks.append(asyncio.create_task(watch_engine()))
     # Whichever ends first (a signal, the engine stopping, a server failing) brings the others down.

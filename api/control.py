@@ -176,7 +176,7 @@ class TradingControl:
         if redis_error is None:
             # The kill switch is set: the record and the engine's confirmation need not wait for each other.
             recorded, acknowledged = await asyncio.gather(
-                self._record_halt(already=already, actor=actor, reason=reason, at=now),
+                self._record_halt(already=already, actor=actor, reason=reason, at=now, held_by_redis=True),
                 self._acknowledged(sent),
             )
             if isinstance(recorded, StoreUnavailable):
@@ -190,7 +190,9 @@ class TradingControl:
             return _status_of(halted, profile=current.profile, engine_acknowledged=acknowledged).model_copy(
                 update={"strategy": current.strategy}
             )
-        recorded = await self._record_halt(already=already, actor=actor, reason=reason, at=now)
+        recorded = await self._record_halt(
+            already=already, actor=actor, reason=reason, at=now, held_by_redis=False
+        )
         if isinstance(recorded, StoreUnavailable):
             raise StoreUnavailable("redis and postgres", recorded) from recorded
         raise StoreUnavailable(
@@ -198,12 +200,16 @@ class TradingControl:
         ) from redis_error
 
     async def _record_halt(
-        self, *, already: bool, actor: str, reason: str, at: datetime
+        self, *, already: bool, actor: str, reason: str, at: datetime, held_by_redis: bool
     ) -> StoreUnavailable | None:
+        """Records the halt. Once the kill switch is set (`held_by_redis`), the record need not wait for the disk
+        (see `_record`); without it the record is all that holds the halt, and it waits."""
         if already:
             return None
         try:
-            await self._record(action="halt", actor=actor, reason=reason, at=at)
+            await self._record(
+                action="halt", actor=actor, reason=reason, at=at, wait_for_flush=not held_by_redis
+            )
         except StoreUnavailable as exc:
             return exc
         return None
@@ -354,7 +360,15 @@ class TradingControl:
         at: datetime,
         value: str = "",
         conn: psycopg.AsyncConnection | None = None,
+        wait_for_flush: bool = True,
     ) -> None:
+        """Records the action. `wait_for_flush=False` is for a halt only: its commit then does not wait for the WAL
+        flush, which at full engine speed queues behind the engine's COPY batches (10-130 ms, the slowest part of a
+        halt once the engine answers promptly). A halt is set in the Redis kill switch before it is recorded, so a
+        PostgreSQL crash in the fraction of a second before the flush can lose this line of the record, never the
+        halt: a running engine has it in force and its gate reads the switch before every order; a restarted one
+        halts on the switch and records that halt itself. And the line is durable within a fraction of a second
+        anyway (`execute_unflushed_async`; at full speed the engine's own commits, every 0.25 s, flush it)."""
         statement = record.decisions.insert_control_action(
             ControlAction(timestamp=at, action=action, actor=actor, reason=reason, value=value)
         )
@@ -362,7 +376,10 @@ class TradingControl:
             await record.execute_async(conn, statement)
             return
         async with self._stores.postgres() as own:
-            await record.execute_async(own, statement)
+            if wait_for_flush:
+                await record.execute_async(own, statement)
+                return
+            await record.execute_unflushed_async(own, statement)
 
     async def _recorded_strategy(self) -> StrategyStatus | None:
         try:

@@ -217,7 +217,9 @@ def _add_docs_routes(app: FastAPI) -> None:
     add_docs_routes(app, title=API_TITLE, dependencies=[TokenDep])
 
 
-def _add_error_handlers(app: FastAPI) -> None:
+def add_error_handlers(app: FastAPI) -> None:
+    """Domain errors mapped to HTTP in one place (`ERROR_STATUS`), and an undecodable body answered as a 422."""
+
     async def domain_error(request: Request, exc: Exception) -> JSONResponse:
         status = next(code for kind, code in ERROR_STATUS.items() if isinstance(exc, kind))
         headers = {"Retry-After": "1"} if status == 503 else None
@@ -295,7 +297,7 @@ def create_app(
     app.state.settings = settings
     app.state.access_log = recorder
     app.add_middleware(AccessLogMiddleware, recorder=recorder)
-    _add_error_handlers(app)
+    add_error_handlers(app)
     install_request_limits(app)
     app.include_router(router)
     app.add_api_websocket_route("/ws", serve_client)

@@ -167,28 +167,53 @@ async def _receive_loop(websocket: WebSocket) -> None:
             return
 
 
+def _port_on_served_host(origin: str, host: str | None) -> int | None:
+    """The port of an `http(s)://` `origin` whose host name is the one the `Host` header names; None otherwise."""
+    parsed = urlsplit(origin)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname or not host:
+        return None
+    try:
+        origin_port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        served = urlsplit(f"//{host.strip().lower()}")
+    except ValueError:  # a port that is not a number
+        return None
+    return origin_port if parsed.hostname == served.hostname else None
+
+
+def _served_port(host: str | None, origin: str) -> int | None:
+    try:
+        served = urlsplit(f"//{(host or '').strip().lower()}")
+        return served.port or (443 if origin.startswith("https:") else 80)
+    except ValueError:
+        return None
+
+
+def _normalised(origin: str) -> str:
+    return origin.strip().rstrip("/").lower()
+
+
 def origin_allowed(*, origin: str | None, host: str | None, settings: Settings) -> bool:
     """Whether a handshake's `Origin` may open the WebSocket: none (not a browser), the API's own (same host and
     port as the `Host` header), the dashboard's (same host, `TRADEOS_DASHBOARD_PORT`), or one listed in
     `TRADEOS_WS_ALLOWED_ORIGINS`. A page from any other site is refused, whatever credentials its browser holds."""
     if origin is None:
         return True
-    origin = origin.strip().rstrip("/").lower()
+    origin = _normalised(origin)
     if origin in settings.api.ws_origin_allow_list:
         return True
-    parsed = urlsplit(origin)
-    if parsed.scheme not in ("http", "https") or not parsed.hostname or not host:
+    port = _port_on_served_host(origin, host)
+    return port is not None and port in (_served_port(host, origin), settings.api.dashboard_port)
+
+
+def is_dashboard_origin(*, origin: str | None, host: str | None, settings: Settings) -> bool:
+    """Whether a handshake comes from the dashboard's page (`TRADEOS_HOST` or the API's host name, on
+    `TRADEOS_DASHBOARD_PORT`): the one origin whose session cookie opens the WebSocket."""
+    if origin is None:
         return False
-    default_port = 443 if parsed.scheme == "https" else 80
-    try:
-        origin_port = parsed.port or default_port
-        served = urlsplit(f"//{host.strip().lower()}")
-        served_port = served.port or default_port
-    except ValueError:  # a port that is not a number
-        return False
-    if parsed.hostname != served.hostname:
-        return False
-    return origin_port in (served_port, settings.api.dashboard_port)
+    origin = _normalised(origin)
+    if origin == f"http://{settings.api.host}:{settings.api.dashboard_port}".lower():
+        return True
+    return _port_on_served_host(origin, host) == settings.api.dashboard_port
 
 
 async def serve_client(websocket: WebSocket) -> None:
@@ -201,7 +226,8 @@ async def serve_client(websocket: WebSocket) -> None:
         log.warning("WebSocket handshake refused: origin %r is not allowed", (origin or "")[:200])
         await websocket.close(code=1008, reason="origin not allowed")  # before accept: handshake refused, 403
         return
-    if not websocket_authorized(websocket, configured_token(websocket.app)):
+    from_dashboard = is_dashboard_origin(origin=origin, host=websocket.headers.get("host"), settings=settings)
+    if not websocket_authorized(websocket, configured_token(websocket.app), session_allowed=from_dashboard):
         await websocket.close(
             code=1008, reason="missing or invalid token"
         )  # before accept: handshake rejected

@@ -36,6 +36,7 @@ class LiveService:
     pid: int
     api_url: str
     ws_url: str
+    dashboard_url: str
     database_url: str
     redis_url: str
     redis_db: int
@@ -73,7 +74,7 @@ def live_service(*, sim_days: float, extra: tuple[str, ...] = ()) -> Iterator[Li
         scratch_redis() as redis_url,
         tempfile.TemporaryDirectory() as home,
     ):
-        api_port, metrics_port = free_port(), free_port()
+        api_port, metrics_port, dashboard_port = free_port(), free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEOS_")}
         env.update(
             TRADEOS_DATABASE_URL=database_url,
@@ -95,6 +96,8 @@ def live_service(*, sim_days: float, extra: tuple[str, ...] = ()) -> Iterator[Li
             str(api_port),
             "--metrics-port",
             str(metrics_port),
+            "--dashboard-port",
+            str(dashboard_port),
             *extra,
         ]
         log_path = Path(home) / "service.log"
@@ -124,6 +127,7 @@ def live_service(*, sim_days: float, extra: tuple[str, ...] = ()) -> Iterator[Li
                 pid=proc.pid,
                 api_url=api_url,
                 ws_url=f"ws://127.0.0.1:{api_port}/ws",
+                dashboard_url=f"http://127.0.0.1:{dashboard_port}",
                 database_url=database_url,
                 redis_url=redis_url,
                 redis_db=int(redis_url.rsplit("/", 1)[1]),

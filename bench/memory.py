@@ -67,6 +67,7 @@ def run(extra: list[str]) -> tuple[float | None, float, str, int | None]:
             "TRADEOS_HOME": home,
             "TRADEOS_API_PORT": str(free_port()),
             "TRADEOS_METRICS_PORT": str(free_port()),
+            "TRADEOS_DASHBOARD_PORT": str(free_port()),
         }
         log_path = Path(home) / "out.log"
         args = ["up", "--speed", "0", "--sim-days", str(DAYS), "--seed", str(SIM_SEED), "--no-flows", *extra]

@@ -47,6 +47,11 @@ SCRIPTS: list[tuple[str, list[tuple[str, str, str]], int]] = [
     ("halt_latency.py", [("halt_latency", "ms", "<= 10")], 180),
     ("rest_load.py", [("rest_load", "req/s", ">= 3000 at p99 <= 25 ms")], 120),
     ("ws_fanout.py", [("websocket_fanout_p99", "ms", "<= 50")], 120),
+    (
+        "dashboard.py",
+        [("dashboard_first_paint", "s", "<= 1"), ("dashboard_fill_to_row_p99", "ms", "<= 500")],
+        300,
+    ),
 ]
 
 

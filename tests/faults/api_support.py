@@ -94,6 +94,8 @@ def start_desk(
             str(api_port),
             "--metrics-port",
             str(metrics_port),
+            "--dashboard-port",
+            str(free_port()),
             "--no-flows",
             *args,
         ],

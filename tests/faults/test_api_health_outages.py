@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from live.stores import redis_keys as keys
@@ -97,6 +98,51 @@ def test_a_halt_asked_for_while_redis_is_down_still_holds_once_redis_is_back(
         status = desk.get(f"{desk.api_url}/trading/status").json()
         assert status["status"] == "halted", status
         assert private_redis.client().get(keys.KILL_SWITCH) == b"1"
+
+
+def test_a_halt_answered_while_redis_is_down_is_on_record_even_if_postgresql_crashes_right_after(
+    tmp_path: Path, private_database_url: str, private_postgres: PrivatePostgres, private_redis: PrivateRedis
+) -> None:
+    """With Redis down the record is all that holds the halt: its commit must be durable when the API answers,
+    not a moment later (a halt made while the kill switch is set may commit without waiting for the flush)."""
+    url = private_database_url
+    # The WAL writer flushes an unflushed commit within 3 x wal_writer_delay (and at once on an idle server): at
+    # its longest, a commit that did not wait for the flush is still only in PostgreSQL's memory at the crash.
+    _set_wal_writer_delay(private_postgres, "10s")
+    desk = start_desk(tmp_path / "home", database_url=url, redis_url=private_redis.url, args=IDLE, env=ENV)
+    try:
+        _halt_then_crash(desk, url, private_postgres, private_redis)
+    finally:
+        private_postgres.ensure_running()
+        _set_wal_writer_delay(private_postgres, None)
+
+
+def _set_wal_writer_delay(cluster: PrivatePostgres, value: str | None) -> None:
+    with psycopg.connect(cluster.admin_url, autocommit=True) as conn:
+        if value is None:
+            conn.execute("ALTER SYSTEM RESET wal_writer_delay")
+        else:
+            conn.execute(f"ALTER SYSTEM SET wal_writer_delay = '{value}'")
+        conn.execute("SELECT pg_reload_conf()")
+
+
+def _halt_then_crash(
+    desk: Desk, url: str, private_postgres: PrivatePostgres, private_redis: PrivateRedis
+) -> None:
+    with desk.service:
+        wait_feed_done(desk.service)
+        _health_when(desk, 200)
+        private_redis.stop()
+        _health_when(desk, 503, redis="unhealthy")
+        response = httpx.post(
+            f"{desk.api_url}/trading/halt", json={"reason": "both down"}, headers=desk.auth, timeout=30
+        )
+        assert response.status_code == 503, response.text
+        assert "recorded in PostgreSQL" in response.text
+        private_postgres.stop()  # immediate: what was not yet flushed is gone
+        private_postgres.start()
+        recorded = scalar(url, "SELECT action || ':' || reason FROM control_actions ORDER BY id DESC LIMIT 1")
+        assert recorded == "halt:both down"
 
 
 def test_the_engine_survives_redis_restarts_while_trading_at_full_speed(

@@ -26,6 +26,7 @@ from live.stores.record.statements import (
     execute_async,
     execute_many,
     execute_many_async,
+    execute_unflushed_async,
     fetch,
     fetch_async,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "execute_async",
     "execute_many",
     "execute_many_async",
+    "execute_unflushed_async",
     "fetch",
     "fetch_async",
     "lease",

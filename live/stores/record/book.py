@@ -271,6 +271,89 @@ def copy_equity(snapshots: Sequence[EquitySnapshot], *, high_water_mark: Decimal
     return Copy(sql=f"COPY equity ({column_list(EQUITY_COLUMNS)}) FROM STDIN", chunks=(text.encode(),))
 
 
+class EquityPoint(NamedTuple):
+    """One point of the equity curve as drawn: the last row of its time bucket."""
+
+    timestamp: datetime
+    total_value: Decimal
+    high_water_mark: Decimal
+
+
+def _equity_points(rows: list[Row]) -> list[EquityPoint]:
+    return [EquityPoint._make(row) for row in rows]
+
+
+def equity_curve(*, points: int) -> Query[list[EquityPoint]]:
+    """The equity history cut into `points` equal intervals: its first row and the last row at or before each
+    interval's end, oldest first. A screen draws a month of one-minute rows (43,200) from a few hundred points,
+    each found by one probe of the primary key's index rather than a scan of the table."""
+    return Query(
+        sql="WITH span AS (SELECT min(timestamp) AS lo, max(timestamp) AS hi FROM equity),"
+        " edges AS (SELECT lo + (hi - lo) * step / %(points)s AS edge FROM span,"
+        " generate_series(0, %(points)s) AS step)"
+        " SELECT DISTINCT e.timestamp, e.total_value, e.high_water_mark FROM edges"
+        " CROSS JOIN LATERAL (SELECT timestamp, total_value, high_water_mark FROM equity"
+        " WHERE timestamp <= edges.edge ORDER BY timestamp DESC LIMIT 1) AS e"
+        " ORDER BY e.timestamp",
+        params={"points": points},
+        decode=_equity_points,
+    )
+
+
+class RejectedOrder(NamedTuple):
+    """An order the risk checks (or the broker) refused, and why."""
+
+    id: str
+    timestamp: datetime
+    symbol: str
+    side: str
+    quantity: int
+    signal_type: str
+    reason: str
+
+
+def _rejected(rows: list[Row]) -> list[RejectedOrder]:
+    return [RejectedOrder._make(row) for row in rows]
+
+
+def recent_rejections(*, limit: int) -> Query[list[RejectedOrder]]:
+    """Rejected orders, newest first."""
+    return Query(
+        sql=f"SELECT {column_list(RejectedOrder._fields)} FROM orders WHERE status = 'rejected'"
+        " ORDER BY timestamp DESC, id DESC LIMIT %(limit)s",
+        params={"limit": limit},
+        decode=_rejected,
+    )
+
+
+class PositionEntry(NamedTuple):
+    """How an open position was entered: its last position-increasing fill's order, the signal type that drove it
+    and that signal's horizon (the strategy holds at least that many bars before it may exit)."""
+
+    symbol: str
+    entered_at: datetime
+    signal_type: str
+    horizon_bars: int | None
+
+
+def _entries(rows: list[Row]) -> dict[str, PositionEntry]:
+    return {row[0]: PositionEntry._make(row) for row in rows}
+
+
+def open_position_entries() -> Query[dict[str, PositionEntry]]:
+    """Per open position (non-zero quantity), its entry; symbols whose entry is not on record are absent."""
+    return Query(
+        sql="SELECT p.symbol, o.timestamp, o.signal_type, s.horizon_bars FROM positions p"
+        " JOIN (SELECT DISTINCT ON (symbol) symbol, timestamp, signal_type FROM orders"
+        " WHERE status = 'filled' AND NOT reduces_position ORDER BY symbol, timestamp DESC) o"
+        " ON o.symbol = p.symbol"
+        " LEFT JOIN LATERAL (SELECT horizon_bars FROM signals WHERE signals.timestamp = o.timestamp"
+        " AND signals.symbol = p.symbol AND signals.signal_type = o.signal_type LIMIT 1) s ON true"
+        " WHERE p.quantity <> 0",
+        decode=_entries,
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HeldPosition:
     """A row of `positions` with a non-zero quantity: signed quantity at average cost, gross realized P&L."""

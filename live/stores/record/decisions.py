@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from live.domain import ControlAction, TradingState
 from live.stores.record.statements import (
@@ -13,6 +14,7 @@ from live.stores.record.statements import (
     Query,
     Row,
     Statement,
+    column_list,
     insert_sql,
     optional_str,
 )
@@ -88,6 +90,28 @@ def take_profile_lock() -> Statement:
 
 def release_profile_lock() -> Statement:
     return Statement(sql="SELECT pg_advisory_unlock(%s)", params=(PROFILE_LOCK,))
+
+
+class RecordedControlAction(NamedTuple):
+    id: int
+    timestamp: datetime
+    action: str
+    actor: str
+    reason: str
+    value: str
+
+
+def _control_actions(rows: list[Row]) -> list[RecordedControlAction]:
+    return [RecordedControlAction._make(row) for row in rows]
+
+
+def recent_control_actions(*, limit: int) -> Query[list[RecordedControlAction]]:
+    """Operator and breaker decisions, newest first."""
+    return Query(
+        sql=f"SELECT {column_list(CONTROL_ACTION_COLUMNS)} FROM control_actions ORDER BY id DESC LIMIT %(limit)s",
+        params={"limit": limit},
+        decode=_control_actions,
+    )
 
 
 def _action_tally(rows: list[Row]) -> dict[str, int]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from functools import partial
+from typing import NamedTuple
 
 from live.domain import RegimeChange, RiskEvent
 from live.stores.record.statements import (
@@ -58,6 +59,74 @@ def insert_regime_changes(changes: Iterable[RegimeChange]) -> Batch:
 def copy_api_requests(rows: Iterable[ApiRequestRow]) -> Copy:
     """The access log's records, in API_REQUEST_COLUMNS order without the id."""
     return Copy(sql=f"COPY api_requests ({column_list(_API_REQUEST_WRITTEN)}) FROM STDIN", rows=rows)
+
+
+class RecordedRiskEvent(NamedTuple):
+    """A risk event as recorded (`recorded_at` left out: the engine clock is what an operator reads)."""
+
+    id: int
+    timestamp: datetime
+    code: str
+    detail: str
+    symbol: str | None
+    halts_trading: bool
+
+
+def _risk_events(rows: list[Row]) -> list[RecordedRiskEvent]:
+    return [RecordedRiskEvent._make(row) for row in rows]
+
+
+def recent_risk_events(*, limit: int) -> Query[list[RecordedRiskEvent]]:
+    """Risk events, newest first."""
+    return Query(
+        sql=f"SELECT {column_list(RecordedRiskEvent._fields)} FROM risk_events"
+        " ORDER BY timestamp DESC, id DESC LIMIT %(limit)s",
+        params={"limit": limit},
+        decode=_risk_events,
+    )
+
+
+class BreakerTrips(NamedTuple):
+    """One circuit breaker's history: how often it halted trading, and when last."""
+
+    code: str
+    trips: int
+    last_trip: datetime
+
+
+def _breaker_trips(rows: list[Row]) -> list[BreakerTrips]:
+    return [BreakerTrips._make(row) for row in rows]
+
+
+def breaker_trips() -> Query[list[BreakerTrips]]:
+    """Every risk event code that halted trading, with its count and last time, most recent first."""
+    return Query(
+        sql="SELECT code, count(*), max(timestamp) FROM risk_events WHERE halts_trading"
+        " GROUP BY code ORDER BY max(timestamp) DESC",
+        decode=_breaker_trips,
+    )
+
+
+class RecordedRegimeChange(NamedTuple):
+    id: int
+    timestamp: datetime
+    previous: str | None
+    current: str
+    model: str
+
+
+def _regime_changes(rows: list[Row]) -> list[RecordedRegimeChange]:
+    return [RecordedRegimeChange._make(row) for row in rows]
+
+
+def recent_regime_changes(*, limit: int) -> Query[list[RecordedRegimeChange]]:
+    """Regime changes, newest first."""
+    return Query(
+        sql=f"SELECT {column_list(REGIME_CHANGE_COLUMNS)} FROM regime_changes"
+        " ORDER BY timestamp DESC, id DESC LIMIT %(limit)s",
+        params={"limit": limit},
+        decode=_regime_changes,
+    )
 
 
 def _latest_regime(rows: list[Row]) -> tuple[str, datetime] | None:

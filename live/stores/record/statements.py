@@ -88,6 +88,18 @@ def execute_many(on: SyncTarget, batch: Batch) -> None:
         cursor.executemany(batch.sql, batch.rows)
 
 
+async def execute_unflushed_async(on: psycopg.AsyncConnection[Any], statement: Statement) -> None:
+    """Runs `statement` in a transaction of its own whose commit returns before its WAL reaches the disk
+    (`SET LOCAL synchronous_commit = off`), on an autocommit connection. Both go in one simple-protocol query (the
+    parameters bound by psycopg on the client), which PostgreSQL runs as one implicit transaction: one round trip.
+
+    The commit is durable at the WAL writer's next flush (within 3 x `wal_writer_delay`) or at the next synchronous
+    commit by anyone, the WAL being flushed in order; a server crash before then loses it. Only for a row that
+    another store already makes good on (the caller says which)."""
+    async with psycopg.AsyncClientCursor(on) as cursor:
+        await cursor.execute(f"SET LOCAL synchronous_commit = off; {statement.sql}", statement.params)
+
+
 async def execute_many_async(on: AsyncTarget, batch: Batch) -> None:
     if isinstance(on, psycopg.AsyncCursor):
         await on.executemany(batch.sql, batch.rows)

@@ -33,6 +33,7 @@ def test_the_token_and_the_passwords_never_reach_a_log_a_console_or_a_response(
         "TRADEOS_REDIS_URL": _with_password(redis_url, "default", REDIS_PASSWORD),
     }
     args = ["up", "--speed", "0", "--sim-days", "0.05", "--api-port", str(api_port)]
+    args += ["--dashboard-port", str(free_port())]
     auth = {"Authorization": f"Bearer {TOKEN}"}
     with Service(home, [*args, "--metrics-port", str(metrics_port)], env) as service:
         eventually_sync(

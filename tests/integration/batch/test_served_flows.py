@@ -29,6 +29,8 @@ def test_tradeos_up_serves_the_flows_and_the_metrics_api_has_rollups_within_two_
         str(api_port),
         "--metrics-port",
         str(metrics_port),
+        "--dashboard-port",
+        str(free_port()),
     ]
     env = {"TRADEOS_DATABASE_URL": database_url, "TRADEOS_REDIS_URL": redis_url, "TRADEOS_TOOL_TOKEN": TOKEN}
     headers = {"Authorization": f"Bearer {TOKEN}"}

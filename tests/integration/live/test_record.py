@@ -286,6 +286,32 @@ async def test_the_last_halt_resume_or_reduce_is_the_recorded_trading_state(
     assert (recorded.state, recorded.since) == (TradingState.REDUCE_ONLY, T0 + 3 * MINUTE)
 
 
+async def test_a_record_written_without_waiting_for_the_flush_is_committed_as_given_and_leaves_the_session_durable(
+    conn: psycopg.Connection[Any], aconn: psycopg.AsyncConnection[Any]
+) -> None:
+    """The halt's record (api/control.py): one round trip that must neither mangle the operator's words (its
+    parameters are bound on the client) nor leave the pooled connection committing without the flush."""
+    reason = "it's \\'news\\'; DROP TABLE control_actions; -- %s {x} 100%"
+    halt = ControlAction(timestamp=T0, action="halt", actor="o'brien", reason=reason)
+    await record.execute_unflushed_async(aconn, record.decisions.insert_control_action(halt))
+
+    # Seen from another session, so committed; the words as given.
+    assert conn.execute("SELECT timestamp, action, actor, reason FROM control_actions").fetchall() == [
+        (T0, "halt", "o'brien", reason)
+    ]
+    # The next statement on the same connection waits for the flush again.
+    assert (await (await aconn.execute("SHOW synchronous_commit")).fetchone()) == ("on",)
+
+    # A statement that fails records nothing and leaves the connection usable, and durable.
+    bad = record.Statement(
+        sql="INSERT INTO control_actions (timestamp, action) VALUES (%s, %s)", params=(T0, None)
+    )
+    with pytest.raises(psycopg.errors.NotNullViolation):
+        await record.execute_unflushed_async(aconn, bad)
+    assert conn.execute("SELECT count(*) FROM control_actions").fetchone() == (1,)
+    assert (await (await aconn.execute("SHOW synchronous_commit")).fetchone()) == ("on",)
+
+
 async def test_profile_switches_take_one_lock_across_connections(
     conn: psycopg.Connection[Any], aconn: psycopg.AsyncConnection[Any]
 ) -> None:
@@ -353,3 +379,150 @@ async def test_access_log_records_are_copied_as_given(
 
     columns = ", ".join(record.events.API_REQUEST_COLUMNS[1:])
     assert conn.execute(f"SELECT {columns} FROM api_requests ORDER BY id").fetchall() == rows
+
+
+async def test_the_equity_curve_is_the_first_row_and_the_last_at_or_before_each_interval_s_end(
+    conn: psycopg.Connection[Any], aconn: psycopg.AsyncConnection[Any]
+) -> None:
+    snapshots = [
+        EquitySnapshot(timestamp=T0 + n * MINUTE, total_value=Decimal(100000 + n), cash=Decimal("100000"))
+        for n in range(1000)
+        if n % 7 != 3  # gaps: an interval's end often falls between rows
+    ]
+    record.copy(conn, record.book.copy_equity(snapshots, high_water_mark=Decimal("100999")))
+    span = snapshots[-1].timestamp - snapshots[0].timestamp
+    ends = [snapshots[0].timestamp + span * k / 10 for k in range(11)]
+    expected = [max((s for s in snapshots if s.timestamp <= end), key=lambda s: s.timestamp) for end in ends]
+
+    curve = await record.fetch_async(aconn, record.book.equity_curve(points=10))
+
+    assert curve == [
+        record.book.EquityPoint(s.timestamp, s.total_value, Decimal("100999"))
+        for s in dict.fromkeys(expected)
+    ]
+    assert curve[0].timestamp == snapshots[0].timestamp
+    assert curve[-1].timestamp == snapshots[-1].timestamp
+    assert await record.fetch_async(aconn, record.book.equity_curve(points=2000)) == [
+        record.book.EquityPoint(s.timestamp, s.total_value, Decimal("100999")) for s in snapshots
+    ]
+
+
+async def test_an_empty_record_draws_no_equity_curve_and_no_entries(
+    aconn: psycopg.AsyncConnection[Any],
+) -> None:
+    assert await record.fetch_async(aconn, record.book.equity_curve(points=10)) == []
+    assert await record.fetch_async(aconn, record.book.open_position_entries()) == {}
+    assert await record.fetch_async(aconn, record.events.breaker_trips()) == []
+
+
+def test_an_open_position_s_entry_is_its_last_filled_increasing_order_with_its_signal_s_horizon(
+    conn: psycopg.Connection[Any],
+) -> None:
+    def order(n: int, symbol: str, *, reduces: bool, status: OrderStatus, signal_type: str) -> Order:
+        side = Side.SELL if reduces else Side.BUY
+        return Order(
+            id=f"o-{n}",
+            timestamp=T0 + n * MINUTE,
+            symbol=symbol,
+            side=side,
+            quantity=10,
+            signal_type=signal_type,
+            reduces_position=reduces,
+            status=status,
+        )
+
+    orders = [
+        order(1, "AAPL", reduces=False, status=OrderStatus.FILLED, signal_type="momentum"),
+        order(2, "AAPL", reduces=False, status=OrderStatus.FILLED, signal_type="breakout"),
+        order(3, "AAPL", reduces=False, status=OrderStatus.REJECTED, signal_type="vol_trend"),
+        order(4, "AAPL", reduces=True, status=OrderStatus.FILLED, signal_type="momentum"),
+        order(5, "MSFT", reduces=False, status=OrderStatus.FILLED, signal_type="mean_reversion"),
+        order(6, "NVDA", reduces=False, status=OrderStatus.FILLED, signal_type="momentum"),
+    ]
+    record.execute_many(conn, record.book.insert_orders(orders, latencies_us={}))
+    record.copy(
+        conn, record.market.copy_signals([(T0 + 2 * MINUTE, "AAPL", "breakout", 0.9, 12, "trending", True)])
+    )
+    positions = {
+        "AAPL": (10, Decimal("180"), Decimal("0")),
+        "MSFT": (-10, Decimal("400"), Decimal("0")),
+        "NVDA": (0, Decimal("0"), Decimal("5")),  # flat: no entry
+    }
+    record.execute_many(conn, record.book.upsert_positions(positions, updated_at=T0))
+
+    assert record.fetch(conn, record.book.open_position_entries()) == {
+        "AAPL": record.book.PositionEntry("AAPL", T0 + 2 * MINUTE, "breakout", 12),
+        "MSFT": record.book.PositionEntry("MSFT", T0 + 5 * MINUTE, "mean_reversion", None),
+    }
+
+
+async def test_the_operator_logs_read_newest_first(
+    conn: psycopg.Connection[Any], aconn: psycopg.AsyncConnection[Any]
+) -> None:
+    rejected = [
+        Order(
+            id=f"r-{n}",
+            timestamp=T0 + n * MINUTE,
+            symbol="AAPL",
+            side=Side.BUY,
+            quantity=5,
+            signal_type="momentum",
+            reduces_position=False,
+            status=OrderStatus.REJECTED,
+            reason=f"POSITION_LIMIT {n}",
+        )
+        for n in range(3)
+    ]
+    filled = Order(
+        id="f-9",
+        timestamp=T0 + 9 * MINUTE,
+        symbol="AAPL",
+        side=Side.BUY,
+        quantity=5,
+        signal_type="momentum",
+        reduces_position=False,
+        status=OrderStatus.FILLED,
+    )
+    record.execute_many(conn, record.book.insert_orders([*rejected, filled], latencies_us={}))
+    events = [
+        RiskEvent(timestamp=T0, code="DAILY_LOSS_LIMIT", detail="-3.1%", halts_trading=True),
+        RiskEvent(timestamp=T0 + MINUTE, code="PRICE_BAND", detail="jump", symbol="AAPL"),
+        RiskEvent(timestamp=T0 + 2 * MINUTE, code="DAILY_LOSS_LIMIT", detail="-3.4%", halts_trading=True),
+        RiskEvent(timestamp=T0 + 3 * MINUTE, code="STALE_FEED", detail="no bar", halts_trading=True),
+    ]
+    record.execute_many(conn, record.events.insert_risk_events(events))
+    record.execute_many(
+        conn,
+        record.events.insert_regime_changes(
+            [
+                RegimeChange(timestamp=T0, previous=None, current="trending", model="rules"),
+                RegimeChange(timestamp=T0 + MINUTE, previous="trending", current="crisis", model="rules"),
+            ]
+        ),
+    )
+    actions = [
+        ControlAction(timestamp=T0, action="halt", actor="dashboard:alice", reason="news"),
+        ControlAction(timestamp=T0 + MINUTE, action="profile", actor="cli:bob", value="conservative"),
+    ]
+    record.execute_many(conn, record.decisions.insert_control_actions(actions))
+
+    rejections = await record.fetch_async(aconn, record.book.recent_rejections(limit=2))
+    assert [(r.id, r.reason) for r in rejections] == [
+        ("r-2", "POSITION_LIMIT 2"),
+        ("r-1", "POSITION_LIMIT 1"),
+    ]
+    risk = await record.fetch_async(aconn, record.events.recent_risk_events(limit=10))
+    assert [(e.code, e.timestamp, e.symbol, e.halts_trading) for e in risk] == [
+        (e.code, e.timestamp, e.symbol, e.halts_trading) for e in reversed(events)
+    ]
+    assert await record.fetch_async(aconn, record.events.breaker_trips()) == [
+        record.events.BreakerTrips("STALE_FEED", 1, T0 + 3 * MINUTE),
+        record.events.BreakerTrips("DAILY_LOSS_LIMIT", 2, T0 + 2 * MINUTE),
+    ]
+    regimes = await record.fetch_async(aconn, record.events.recent_regime_changes(limit=10))
+    assert [(r.previous, r.current) for r in regimes] == [("trending", "crisis"), (None, "trending")]
+    logged = await record.fetch_async(aconn, record.decisions.recent_control_actions(limit=10))
+    assert [(a.action, a.actor, a.reason, a.value) for a in logged] == [
+        ("profile", "cli:bob", "", "conservative"),
+        ("halt", "dashboard:alice", "news", ""),
+    ]

@@ -1,0 +1,190 @@
+"""What the dashboard paints first, in one read: everything but the live book (which `/portfolio` and the WebSocket
+give), bounded whatever the history holds — the equity curve bucketed to a few hundred points, each log capped."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.reads import heartbeat_ages, probe_health
+from api.schemas import Health, UtcDatetime
+from api.stores import Stores, StoreUnavailable
+from live.profiles import PROFILES
+from live.stores import record
+
+EQUITY_POINTS = 600
+LOG_ROWS = 50
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ProfileLimits(_Frozen):
+    """The limits of one risk profile the screen measures the book against (fractions of equity)."""
+
+    max_position_fraction: float
+    max_gross_exposure: float
+    daily_loss_limit: float
+    drawdown_limit: float = Field(description="At 1x no new exposure; at 2x the drawdown breaker halts.")
+
+
+class EquityPoint(_Frozen):
+    timestamp: UtcDatetime
+    total_value: float
+    high_water_mark: float
+
+
+class PositionEntry(_Frozen):
+    """How an open position was entered: the signal type that drove its last increase, and that signal's horizon
+    (the built-in strategy holds at least that many bars before it may exit)."""
+
+    symbol: str
+    entered_at: UtcDatetime
+    signal_type: str
+    horizon_bars: int | None
+
+
+class Rejection(_Frozen):
+    id: str
+    timestamp: UtcDatetime
+    symbol: str
+    side: str
+    quantity: int
+    signal_type: str
+    reason: str
+
+
+class RiskEventRow(_Frozen):
+    timestamp: UtcDatetime
+    code: str
+    detail: str
+    symbol: str | None
+    halts_trading: bool
+
+
+class BreakerState(_Frozen):
+    """A circuit breaker that has halted trading: how often, and when last (engine clock)."""
+
+    code: str
+    trips: int
+    last_trip: UtcDatetime
+
+
+class RegimeChangeRow(_Frozen):
+    timestamp: UtcDatetime
+    previous: str | None
+    current: str
+    model: str
+
+
+class ControlActionRow(_Frozen):
+    timestamp: UtcDatetime
+    action: str
+    actor: str
+    reason: str
+    value: str
+
+
+class Overview(_Frozen):
+    """`GET /dashboard/overview`: the record behind the screen's panels, newest first except the equity curve."""
+
+    profiles: dict[str, ProfileLimits]
+    equity_curve: list[EquityPoint] = Field(description=f"Oldest first, at most {EQUITY_POINTS + 1} points.")
+    start_of_day_value: float | None = Field(
+        description="Total value at the last mark before the engine clock's current UTC day, or the initial cash "
+        "on the first day: the base of the day's loss, as the engine measures it. Null before the first mark."
+    )
+    entries: list[PositionEntry]
+    rejections: list[Rejection]
+    risk_events: list[RiskEventRow]
+    breakers: list[BreakerState]
+    regime_changes: list[RegimeChangeRow]
+    control_actions: list[ControlActionRow]
+    health: Health = Field(description="As `GET /healthz` reports it (here always with a 200).")
+    heartbeat_ages: dict[str, float | None] = Field(description="Seconds since each engine service's beat.")
+
+
+def profile_limits() -> dict[str, ProfileLimits]:
+    return {
+        name: ProfileLimits(
+            max_position_fraction=float(p.max_position_fraction),
+            max_gross_exposure=float(p.max_gross_exposure),
+            daily_loss_limit=float(p.daily_loss_limit),
+            drawdown_limit=float(p.drawdown_limit),
+        )
+        for name, p in PROFILES.items()
+    }
+
+
+async def _heartbeats(stores: Stores) -> dict[str, float | None]:
+    try:
+        return await heartbeat_ages(stores)
+    except StoreUnavailable:
+        return {}
+
+
+async def read_overview(*, stores: Stores, initial_cash: Decimal) -> Overview:
+    """One PostgreSQL connection, a handful of bounded queries; the health probes and heartbeats meanwhile."""
+    beats = asyncio.ensure_future(_heartbeats(stores))
+    health = asyncio.ensure_future(probe_health(stores=stores))
+    async with stores.postgres() as conn:
+        curve = await record.fetch_async(conn, record.book.equity_curve(points=EQUITY_POINTS))
+        day_start = None
+        if curve:
+            # As the engine measures the day's loss (PostgresStore.start_of_day_value): from the last value before
+            # the engine clock's UTC day, or the initial cash on the first day.
+            last = curve[-1].timestamp.astimezone(UTC)
+            midnight = datetime(last.year, last.month, last.day, tzinfo=UTC)
+            before = await record.fetch_async(conn, record.book.equity_before(before=midnight))
+            day_start = before if before is not None else initial_cash
+        entries = await record.fetch_async(conn, record.book.open_position_entries())
+        rejections = await record.fetch_async(conn, record.book.recent_rejections(limit=LOG_ROWS))
+        risk_events = await record.fetch_async(conn, record.events.recent_risk_events(limit=LOG_ROWS))
+        breakers = await record.fetch_async(conn, record.events.breaker_trips())
+        regimes = await record.fetch_async(conn, record.events.recent_regime_changes(limit=LOG_ROWS * 4))
+        actions = await record.fetch_async(conn, record.decisions.recent_control_actions(limit=LOG_ROWS))
+    return Overview(
+        profiles=profile_limits(),
+        equity_curve=[
+            EquityPoint(
+                timestamp=p.timestamp,
+                total_value=float(p.total_value),
+                high_water_mark=float(p.high_water_mark),
+            )
+            for p in curve
+        ],
+        start_of_day_value=_money(day_start),
+        entries=[PositionEntry(**e._asdict()) for e in entries.values()],
+        rejections=[Rejection(**r._asdict()) for r in rejections],
+        risk_events=[
+            RiskEventRow(
+                timestamp=r.timestamp,
+                code=r.code,
+                detail=r.detail,
+                symbol=r.symbol,
+                halts_trading=r.halts_trading,
+            )
+            for r in risk_events
+        ],
+        breakers=[BreakerState(**b._asdict()) for b in breakers],
+        regime_changes=[
+            RegimeChangeRow(timestamp=r.timestamp, previous=r.previous, current=r.current, model=r.model)
+            for r in regimes
+        ],
+        control_actions=[
+            ControlActionRow(
+                timestamp=a.timestamp, action=a.action, actor=a.actor, reason=a.reason, value=a.value
+            )
+            for a in actions
+        ],
+        health=await health,
+        heartbeat_ages=await beats,
+    )
+
+
+def _money(value: Decimal | None) -> float | None:
+    return float(value) if value is not None else None
