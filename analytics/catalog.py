@@ -303,6 +303,63 @@ CATALOG: Mapping[str, tuple[str, Mapping[str, str]]] = {
             "path": "artifact directory under models/",
         },
     ),
+    "research_runs": (
+        "Every walk-forward run (the walk-forward flow): what it searched, on which windows, and its mean figures.",
+        {
+            "run_id": "run id (UTC start time and a random suffix)",
+            "started_at": f"when the run started ({_UTC})",
+            "finished_at": f"when its last trial finished ({_UTC})",
+            "data": "replay file walked over",
+            "strategy": "strategy spec (builtin, package.module:Class or path/file.py:Class)",
+            "profile": "risk profile every trial ran under",
+            "objective": "figure the in-sample best was chosen on (higher wins)",
+            "grid": "parameter grid as JSON: {parameter: [values, ...]}",
+            "train_bars": "train window length, in timestamps of the file",
+            "test_bars": "test window length, in timestamps of the file",
+            "step_bars": "how far each fold moves on, in timestamps of the file",
+            "folds": "folds run",
+            "trials": "grid points tried on each train window",
+            "is_objective_mean": "mean over the folds of the chosen parameters' in-sample objective",
+            "oos_objective_mean": "mean over the folds of the chosen parameters' out-of-sample objective",
+            "task_runner": "where the trials ran (threads, processes or a Dask scheduler's address)",
+            "report": "path of the run's HTML report",
+        },
+    ),
+    "research_trials": (
+        "One row per walk-forward fold and grid point: in-sample figures on the train window and, for the chosen "
+        "point, out-of-sample figures on the test window.",
+        {
+            "run_id": "research_runs.run_id",
+            "fold": "fold number, from 1",
+            "trial": "grid point number, from 0, in grid order (the last parameter varies fastest)",
+            "params": "the grid point's parameters as JSON: {parameter: value}",
+            "train_start": f"first timestamp of the train window ({_UTC})",
+            "train_end": f"end of the train window, exclusive: the test window's first timestamp ({_UTC})",
+            "test_start": f"first timestamp of the test window ({_UTC}); never before train_end",
+            "test_end": f"end of the test window, exclusive ({_UTC}); null when it runs to the end of the file",
+            "chosen": "true for the grid point with the best in-sample objective (earliest on a tie)",
+            "is_objective": "the run's objective on the train window (null when undefined)",
+            "oos_objective": "the run's objective on the test window; chosen point only",
+            **{
+                f"{side}_{name}": f"{meaning} on the {window} window{only}"
+                for side, window, only in (("is", "train", ""), ("oos", "test", "; chosen point only"))
+                for name, meaning in (
+                    ("total_return", "total return (final / initial equity - 1)"),
+                    ("annualized_return", "annualized return"),
+                    ("sharpe_ratio", "annualized Sharpe ratio of daily returns"),
+                    ("sortino_ratio", "annualized Sortino ratio of daily returns"),
+                    ("max_drawdown", "maximum drawdown (<= 0)"),
+                    ("win_rate", "share of closed trades with P&L > 0"),
+                    ("profit_factor", "gross profit / gross loss of closed trades"),
+                    ("net_pnl", f"net P&L, {_MONEY}"),
+                    ("fees", f"fees paid, {_MONEY}"),
+                    ("fills", "fills"),
+                    ("total_trades", "closed trades"),
+                    ("bars", "bars traded (all symbols)"),
+                )
+            },
+        },
+    ),
 }
 
 

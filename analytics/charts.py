@@ -337,6 +337,56 @@ def bar_chart_svg(
     return "\n".join(parts)
 
 
+def grouped_bar_chart_svg(
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[float]],
+    *,
+    title: str,
+    y_label: str = "",
+    width: int = 800,
+    height: int = 260,
+) -> str:
+    """Per label, one bar for each series side by side from a zero line (e.g. in- and out-of-sample per fold),
+    with a legend; a non-finite value leaves its slot empty."""
+    names = list(series)
+    if any(len(values) != len(labels) for values in series.values()):
+        raise ValueError(f"every series needs {len(labels)} values")
+    if not labels or not names:
+        return _no_data(width, height, title)
+    low_v, high_v = _value_range([v for values in series.values() for v in values], include_zero=True)
+    left, right = _MARGIN_LEFT, width - _MARGIN_RIGHT
+    top, bottom = _MARGIN_TOP, height - _MARGIN_BOTTOM
+
+    def y_of(value: float) -> float:
+        return bottom - (value - low_v) / (high_v - low_v) * (bottom - top)
+
+    colours = [PALETTE[i % len(PALETTE)] for i in range(len(names))]
+    parts = _svg_open(width, height, title)
+    _value_axis(parts, low_v, high_v, top, bottom, left, right, y_label)
+    slot = (right - left) / len(labels)
+    bar = slot * 0.8 / len(names)
+    zero = y_of(0.0)
+    for k, label in enumerate(labels):
+        for j, (name, colour) in enumerate(zip(names, colours, strict=True)):
+            value = series[name][k]
+            if not math.isfinite(value):
+                continue
+            x = left + slot * k + slot * 0.1 + bar * j
+            y = min(zero, y_of(value))
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" height="{abs(y_of(value) - zero):.1f}" '
+                f'fill="{colour}"><title>{escape(label)} {escape(name)}: {escape(_number(value))}</title></rect>'
+            )
+        parts.append(
+            f'<text x="{left + slot * (k + 0.5):.1f}" y="{bottom + 16}" text-anchor="middle" {_FONT}>'
+            f"{escape(label)}</text>"
+        )
+    parts.append(f'<line x1="{left}" y1="{zero:.1f}" x2="{right}" y2="{zero:.1f}" stroke="#444444"/>')
+    _legend(parts, names, colours, left, _MARGIN_TOP + 6)
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
 def timeline_svg(
     segments: Sequence[tuple[datetime, datetime, str]],
     *,

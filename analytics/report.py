@@ -18,7 +18,7 @@ from analytics.returns import daily_returns, drawdown_series
 from analytics.rollups import initial_capital, load_bars, load_equity, load_fills, load_signals
 from analytics.trades import closed_trades, pnl_by_signal_type
 
-_CSS = """
+REPORT_CSS = """
 body { font-family: sans-serif; margin: 2em auto; max-width: 860px; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 1.6em; border-bottom: 1px solid #ddd; }
 table { border-collapse: collapse; margin: 0.5em 0; } td, th { padding: 3px 10px; border-bottom: 1px solid #eee; }
@@ -296,7 +296,7 @@ def render(
             "<!DOCTYPE html>",
             '<html lang="en"><head><meta charset="utf-8">',
             f"<title>{escape(title) if title else f'TRADEOS report {data.through.isoformat()}'}</title>",
-            f"<style>{_CSS}</style></head><body>",
+            f"<style>{REPORT_CSS}</style></head><body>",
             f"<h1>{escape(heading)}</h1>",
             f'<p class="muted">All history through {data.through.isoformat()} (UTC); generated {generated}. '
             "Returns use each UTC day's last equity value; drawdown uses every equity snapshot; a closed trade is "

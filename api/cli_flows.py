@@ -9,7 +9,13 @@ import sys
 import typing
 from typing import TYPE_CHECKING, Any, cast
 
-from flows import FLOW_NAMES, apply_prefect_environment, prefect_environment, using_settings
+from flows import (
+    FLOW_NAMES,
+    READS_RECORD,
+    apply_prefect_environment,
+    prefect_environment,
+    using_settings,
+)
 from live.settings import Settings
 
 if TYPE_CHECKING:
@@ -101,7 +107,8 @@ def run_flow(name: str, settings: Settings, params: list[str] | None = None) -> 
         print(f"tradeos flows run {name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        database_url(settings.stores, settings.home_dir)
+        if name in READS_RECORD:
+            database_url(settings.stores, settings.home_dir)
     except DatabaseNotConfiguredError as exc:
         print(f"tradeos flows run {name}: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -31,6 +31,7 @@ SCRIPTS: list[tuple[str, list[tuple[str, str, str]], int]] = [
         240,
     ),
     ("backtest.py", [("backtest_throughput", "bars/s", ">= 150000")], 240),
+    ("walk_forward.py", [("walk_forward_64x4", "s", "<= 600")], 900),
     ("ic.py", [("ic_analysis_speedup", "x faster than alphalens", ">= 20")], 180),
     (
         "performance_stats.py",

@@ -33,10 +33,12 @@ FLOWS: dict[str, tuple[str, str]] = {
     "signal-ic": ("flows.signal_ic", "signal_ic"),
     "regime-retrain": ("flows.regime_retrain", "regime_retrain"),
     "daily-report": ("flows.daily_report", "daily_report"),
+    "walk-forward": ("flows.walk_forward", "walk_forward"),
 }
 FLOW_NAMES: tuple[str, ...] = tuple(FLOWS)
 
-# One schedule per deployment (UTC); prefect.yaml declares the same (a test keeps them equal).
+# One schedule per scheduled deployment (UTC); prefect.yaml declares the same (a test keeps them equal). The research
+# flows (walk-forward) are served without one: a user starts them, with their parameters.
 SCHEDULES: dict[str, dict[str, int | str]] = {
     "metrics-rollup": {"interval": 300},
     "signal-ic": {"interval": 300},
@@ -44,6 +46,8 @@ SCHEDULES: dict[str, dict[str, int | str]] = {
     "daily-report": {"cron": "55 23 * * *"},
 }
 WORK_POOL = "tradeos"
+# Flows that read the system of record (they sync it first): `tradeos flows run` needs a database for them.
+READS_RECORD: frozenset[str] = frozenset(SCHEDULES)
 
 
 PREFECT_AUTH_USER = "tradeos"

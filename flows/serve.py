@@ -66,12 +66,13 @@ class PrefectServerError(RuntimeError):
 
 
 def deployments() -> list[Any]:
-    """One RunnerDeployment per flow, named like the flow, with its schedule from `flows.SCHEDULES`."""
+    """One RunnerDeployment per flow, named like the flow, with its schedule from `flows.SCHEDULES` (none for a
+    research flow: it runs when a user starts it)."""
     from prefect.types.entrypoint import EntrypointType
 
     result = []
     for name in FLOW_NAMES:
-        schedule = SCHEDULES[name]
+        schedule = SCHEDULES.get(name, {})
         interval = schedule.get("interval")
         cron = schedule.get("cron")
         result.append(
@@ -89,7 +90,7 @@ def deployments() -> list[Any]:
     return result
 
 
-INTERVAL_FLOWS = tuple(name for name in FLOW_NAMES if "interval" in SCHEDULES[name])
+INTERVAL_FLOWS = tuple(name for name in FLOW_NAMES if "interval" in SCHEDULES.get(name, {}))
 FIRST_RUNS_WITHIN_SECONDS = 120.0
 
 
@@ -400,7 +401,7 @@ def _serve_deployments(settings: Settings, api_url: str, server: PrefectServer |
 
 
 def serve_all(settings: Settings) -> None:
-    """Serve all four deployments on their schedules until SIGINT/SIGTERM; blocking, call from a main thread.
+    """Serve every deployment (the scheduled ones on their schedules) until SIGINT/SIGTERM; blocking, call from a main thread.
     Raises PrefectServerError if our server cannot start, or dies more than MAX_RESTARTS times in an hour."""
     apply_prefect_environment(settings)
     configured = settings.flows.prefect_api_url

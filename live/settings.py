@@ -131,6 +131,11 @@ class FlowSettings(BaseSettings):
     model_config = SettingsConfigDict(**_FROM_ENVIRONMENT, validate_by_name=True)
 
     annualization: int = Field(default=252, gt=0)
+    dask_address: str | None = Field(
+        default=None,
+        description="A Dask scheduler (tcp://host:8786) the walk-forward flow fans its trials out to; unset = "
+        "local threads or processes.",
+    )
     prefect_api_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("PREFECT_API_URL"),
@@ -142,7 +147,9 @@ class FlowSettings(BaseSettings):
         description="Prefect's state; unset = TRADEOS_HOME/prefect.",
     )
 
-    _empty_is_unset = field_validator("prefect_api_url", "prefect_home", mode="before")(_unset_if_empty)
+    _empty_is_unset = field_validator("prefect_api_url", "prefect_home", "dask_address", mode="before")(
+        _unset_if_empty
+    )
 
 
 class _LeavesOnly(PydanticBaseSettingsSource):

@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from analytics.charts import bar_chart_svg, line_chart_svg, timeline_svg
+from analytics.charts import bar_chart_svg, grouped_bar_chart_svg, line_chart_svg, timeline_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
 T0 = datetime(2024, 1, 2, tzinfo=UTC)
@@ -225,3 +225,21 @@ def test_a_timeline_given_its_period_shows_a_band_that_starts_late_where_it_star
     [band] = [r for r in root.findall(f"{SVG}rect") if r.get("data-label")]
     assert float(band.get("x", "nan")) == pytest.approx(64 + (800 - 16 - 64) / 2, abs=0.1)
     assert float(band.get("data-start", "nan")) == hours[2].timestamp()
+
+
+def test_grouped_bar_chart_puts_each_series_side_by_side_per_label_with_a_legend() -> None:
+    root = _parse(
+        grouped_bar_chart_svg(
+            ["fold 1", "fold 2"],
+            {"in-sample": [2.0, 1.5], "out-of-sample": [-0.5, math.nan]},
+            title="Sharpe <per fold>",
+        )
+    )
+
+    bars = [r for r in root.iter(f"{SVG}rect") if r.find(f"{SVG}title") is not None]
+    shown = [r.find(f"{SVG}title").text for r in bars]  # type: ignore[union-attr]
+    assert shown == ["fold 1 in-sample: 2", "fold 1 out-of-sample: -0.5", "fold 2 in-sample: 1.5"]
+    x = [float(r.get("x", "nan")) for r in bars]
+    assert x[0] < x[1] < x[2]  # side by side within a fold, folds left to right
+    texts = _texts(root)
+    assert {"fold 1", "fold 2", "in-sample", "out-of-sample", "Sharpe <per fold>"} <= set(texts)
