@@ -71,12 +71,59 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--dashboard-port", type=int, default=None, help="the operator dashboard's port (18002)")
     up.add_argument("--host", type=str, default=None)
     up.add_argument("--profile", type=str, default=None, choices=PROFILE_NAMES)
+    add_strategy_arguments(up)
     up.add_argument("--no-flows", action="store_true", help="do not serve the Prefect flows")
     up.add_argument("--no-api", action="store_true", help="engine only (no HTTP servers)")
     for module in ("api.cli_flows", "api.cli_backtest", "api.cli_operator"):
         with contextlib.suppress(ImportError):
             __import__(module, fromlist=["register"]).register(sub)
     return parser
+
+
+def add_strategy_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--strategy SPEC` and `--param KEY=VALUE` (docs/strategies.md), for every command that runs a strategy."""
+    parser.add_argument(
+        "--strategy",
+        default=None,
+        metavar="SPEC",
+        help="builtin (default; or TRADEOS_STRATEGY), package.module:Class or path/to/file.py:Class",
+    )
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a strategy parameter (repeatable), validated against its parameter model; wins over "
+        "TRADEOS_STRATEGY_PARAMS",
+    )
+
+
+def choose_strategy(args: argparse.Namespace, settings: Settings) -> Any:
+    """The `live.strategy.loading.StrategyChoice` the flags (`add_strategy_arguments`) and the settings name;
+    a bad spec or parameter is a StartupError naming the flag or variable it came from."""
+    from live.strategy.loading import (
+        StrategyLoadError,
+        load_strategy,
+        parse_param_pairs,
+        parse_params_json,
+    )
+
+    spec_from = "--strategy" if args.strategy else "TRADEOS_STRATEGY"
+    params_from = "/".join(
+        name
+        for name, given in (
+            ("--param", args.param),
+            ("TRADEOS_STRATEGY_PARAMS", settings.engine.strategy_params),
+        )
+        if given
+    )
+    try:
+        params: dict[str, object] = {}
+        params.update(parse_params_json(settings.engine.strategy_params))
+        params.update(parse_param_pairs(args.param))
+        return load_strategy(args.strategy or settings.engine.strategy, params)
+    except StrategyLoadError as exc:
+        raise StartupError(f"{params_from if exc.about == 'params' else spec_from}: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,6 +327,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
     _secure_home(settings)
     feed = make_feed(args)
     _check_adapters(settings)
+    strategy = choose_strategy(args, settings)
     _configure_logging(settings)
     # The command thread must get the GIL promptly from a busy engine (api/runtime.py).
     runtime.hand_over_the_gil_promptly()
@@ -295,6 +343,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
             redis_url=redis_url,
             options=RunnerOptions(speed=args.speed),
             classifier_loader=_classifier_loader(),
+            strategy=strategy,
         )
         stop = threading.Event()
         engine_thread = threading.Thread(
@@ -303,7 +352,16 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
         children: dict[str, subprocess.Popen[bytes]] = {}
         runtime.settle_heap()
         engine_thread.start()
-        log.info("TRADEOS up at %s: feed %s, speed %s", datetime.now(UTC).isoformat(), args.feed, args.speed)
+        log.info(
+            "TRADEOS up at %s: feed %s, speed %s, strategy %s %s (params %s, sha256 %s)",
+            datetime.now(UTC).isoformat(),
+            args.feed,
+            args.speed,
+            strategy.name,
+            strategy.version,
+            strategy.params_json,
+            strategy.params_hash,
+        )
         try:
             # The APIs run in their own process: the engine at --speed 0 holds the GIL nearly all the time.
             if not args.no_api:

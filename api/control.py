@@ -9,6 +9,7 @@ and only then clears the kill switch, so a resume that cannot be recorded never 
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,17 +19,19 @@ from datetime import UTC, datetime
 import psycopg
 
 from api.reads import HEARTBEAT_KEYS, heartbeat_ages, heartbeat_ages_of, is_fresh
-from api.schemas import ProfileResponse, TradingStatus
+from api.schemas import ProfileResponse, StrategyResponse, StrategyStatus, TradingStatus
 from api.stores import Stores, StoreUnavailable, redis_errors
 from live.control import (
     KILL_SWITCH_ON,
     Command,
+    CommandAck,
     ControlMessageError,
     Flatten,
     Halt,
     Reduce,
     Resume,
     SetProfile,
+    SetStrategy,
     TradingStateRecord,
     command_name,
     decode_ack,
@@ -68,6 +71,7 @@ class _RedisState:
     kill_switch: bool
     posted: TradingStateRecord | None  # None when absent or not a valid record
     profile: str | None
+    strategy: StrategyStatus | None  # None when absent or unreadable
     engine_alive: bool
 
     @property
@@ -116,11 +120,17 @@ class TradingControl:
         return self._default_profile
 
     async def status(self) -> TradingStatus:
-        """State from Redis (the kill switch wins); without Redis, from the latest recorded control action."""
+        """State from Redis (the kill switch wins); without Redis, from the latest recorded control action. The
+        strategy as the engine posted it, or else as last recorded."""
         try:
             current: _RedisState | None = await self._redis_state()
         except StoreUnavailable:
             current = None
+        status = await self._trading_status(current)
+        strategy = (current and current.strategy) or await self._recorded_strategy()
+        return status.model_copy(update={"strategy": strategy})
+
+    async def _trading_status(self, current: _RedisState | None) -> TradingStatus:
         profile = (current and current.profile) or await self._recorded_profile()
         if current and current.kill_switch and current.state is not TradingState.HALTED:
             return TradingStatus(
@@ -177,7 +187,9 @@ class TradingControl:
             if current.profile is None:  # not posted yet: the status finds it in the record
                 return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
             # What the pipeline above put in force: reading it back would cost the operator another round trip.
-            return _status_of(halted, profile=current.profile, engine_acknowledged=acknowledged)
+            return _status_of(halted, profile=current.profile, engine_acknowledged=acknowledged).model_copy(
+                update={"strategy": current.strategy}
+            )
         recorded = await self._record_halt(
             already=already, actor=actor, reason=reason, at=now, held_by_redis=False
         )
@@ -267,6 +279,31 @@ class TradingControl:
         acknowledged = await self._acknowledged(sent)
         return ProfileResponse.model_validate({"profile": profile, "engine_acknowledged": acknowledged})
 
+    async def set_strategy(
+        self, *, actor: str, strategy: str, params: dict[str, object], reason: str
+    ) -> StrategyResponse:
+        """Asks the running engine to trade another strategy. The engine decides and records it (control action
+        `strategy`, with the strategies before and after): only it knows which were allowed at its start and
+        whether the parameters are valid, and it refuses unless halted with a flat book. Nothing is imported
+        here or there on a caller's say-so: the name only selects among what the engine resolved at start-up."""
+        if not await self._engine_alive():
+            raise EngineNotRunning(
+                "no engine is running (no fresh heartbeat): no strategy can be switched now"
+            )
+        command = SetStrategy(
+            command_id=_command_id(),
+            actor=actor,
+            reason=reason,
+            strategy=strategy,
+            params_json=json.dumps(params, sort_keys=True, separators=(",", ":")),
+        )
+        ack = await self._acknowledgement(await self._publish(command))
+        if ack is None or ack.strategy is None:
+            raise EngineRefused("the engine confirmed the strategy switch without saying what it trades")
+        return StrategyResponse(
+            strategy=StrategyStatus.model_validate(ack.strategy), engine_acknowledged=True
+        )
+
     @asynccontextmanager
     async def _profile_turn(self) -> AsyncIterator[psycopg.AsyncConnection]:
         """A connection holding the profile lock; released on exit (and by PostgreSQL if the connection dies)."""
@@ -297,13 +334,20 @@ class TradingControl:
     async def _redis_state(self) -> _RedisState:
         """The kill switch, the posted state, the profile and the engine's heartbeats, in one round trip."""
         async with redis_errors():
-            kill, state, profile, *heartbeats = await self._stores.redis.mget(
-                [redis_keys.KILL_SWITCH, redis_keys.TRADING_STATE, redis_keys.PROFILE, *HEARTBEAT_KEYS]
+            kill, state, profile, strategy, *heartbeats = await self._stores.redis.mget(
+                [
+                    redis_keys.KILL_SWITCH,
+                    redis_keys.TRADING_STATE,
+                    redis_keys.PROFILE,
+                    redis_keys.STRATEGY,
+                    *HEARTBEAT_KEYS,
+                ]
             )
         return _RedisState(
             kill_switch=kill_switch_is_set(kill),
             posted=_posted(state),
             profile=_text(profile) if profile else None,
+            strategy=_strategy(strategy),
             engine_alive=any(is_fresh(age) for age in heartbeat_ages_of(heartbeats).values()),
         )
 
@@ -337,6 +381,21 @@ class TradingControl:
                 return
             await record.execute_unflushed_async(own, statement)
 
+    async def _recorded_strategy(self) -> StrategyStatus | None:
+        try:
+            async with self._stores.postgres() as conn:
+                recorded = await record.fetch_async(conn, record.strategies.current_strategy())
+        except (StoreUnavailable, psycopg.errors.UndefinedTable):
+            return None
+        if recorded is None:
+            return None
+        return StrategyStatus(
+            name=recorded.name,
+            version=recorded.version,
+            params=json.loads(recorded.params_json),
+            params_hash=recorded.params_hash,
+        )
+
     async def _recorded_profile(self) -> str:
         try:
             async with self._stores.postgres() as conn:
@@ -363,9 +422,13 @@ class TradingControl:
 
     async def _acknowledged(self, sent: _SentCommand) -> bool:
         """With an engine running, waits for its reply to `sent`. False: no engine to tell."""
+        return await self._acknowledgement(sent) is not None
+
+    async def _acknowledgement(self, sent: _SentCommand) -> CommandAck | None:
+        """With an engine running, its reply to `sent` (EngineRefused if it refused). None: no engine to tell."""
         command = command_name(sent.command)
         if not sent.engine_alive:
-            return False
+            return None
         if sent.listeners == 0:
             raise EngineTimeout(
                 f"the engine is running but not listening for commands; the {command} is stored and "
@@ -386,7 +449,16 @@ class TradingControl:
             raise EngineRefused(f"the engine's answer to the {command} is unreadable: {exc}") from None
         if not ack.applied:
             raise EngineRefused(f"the engine refused the {command}: {ack.detail or 'no reason given'}")
-        return True
+        return ack
+
+
+def _strategy(raw: bytes | str | None) -> StrategyStatus | None:
+    if not raw:
+        return None
+    try:
+        return StrategyStatus.model_validate_json(raw)
+    except ValueError:
+        return None
 
 
 def _halted(since: datetime, *, reason: str, actor: str) -> TradingStateRecord:

@@ -37,6 +37,8 @@ from api.schemas import (
     ProfileResponse,
     ReasonRequest,
     Signal,
+    StrategyRequest,
+    StrategyResponse,
     Trade,
     TradingStatus,
 )
@@ -199,6 +201,16 @@ async def flatten(control: ControlDep, actor: ActorDep, body: FlattenRequest) ->
 async def set_profile(control: ControlDep, actor: ActorDep, body: ProfileRequest) -> ProfileResponse:
     """Switches the risk profile (conservative, balanced, aggressive)."""
     return await control.set_profile(actor=actor, profile=body.profile, reason=body.reason)
+
+
+@router.post("/trading/strategy", response_model=StrategyResponse, responses=_COMMAND_ERRORS)
+async def set_strategy(control: ControlDep, actor: ActorDep, body: StrategyRequest) -> StrategyResponse:
+    """Switches the running engine to another strategy allowed at its start-up (the registered ones and the one
+    `tradeos up --strategy` named), with validated parameters; recorded with the actor. 409 unless an engine runs,
+    trading is halted and the book is flat, or when the engine refuses the strategy or its parameters."""
+    return await control.set_strategy(
+        actor=actor, strategy=body.strategy, params=dict(body.params), reason=body.reason
+    )
 
 
 def _add_docs_routes(app: FastAPI) -> None:

@@ -20,6 +20,7 @@ from live.wire import (
     RegimeChange,
     RiskEvent,
     Signal,
+    StrategyStatus,
     Trade,
     TradingStateName,
     TradingStatus,
@@ -42,6 +43,9 @@ __all__ = [
     "RiskEvent",
     "ServiceHealth",
     "Signal",
+    "StrategyRequest",
+    "StrategyResponse",
+    "StrategyStatus",
     "Trade",
     "TradingStateName",
     "TradingStatus",
@@ -116,6 +120,44 @@ class ProfileResponse(BaseModel):
 
     profile: ProfileName
     engine_acknowledged: bool | None = None
+
+
+ParamValue = str | int | float | bool | None
+
+
+class StrategyRequest(BaseModel):
+    """Body of `POST /trading/strategy`: a strategy the engine was allowed at start-up, by name or spec, with its
+    parameters (validated by the engine against the strategy's parameter model; unset ones take defaults)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"strategy": "builtin", "params": {}, "reason": "back to the built-in strategy"}]
+        },
+    )
+
+    strategy: PlainText = Field(min_length=1, max_length=500)
+    params: dict[Annotated[str, Field(max_length=100)], ParamValue] = Field(
+        default_factory=dict, max_length=100
+    )
+    reason: PlainText = Field(default="", max_length=500)
+
+
+class StrategyResponse(BaseModel):
+    model_config = _examples(
+        {
+            "strategy": {
+                "name": "builtin",
+                "version": "1",
+                "params": {},
+                "params_hash": "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+            },
+            "engine_acknowledged": True,
+        }
+    )
+
+    strategy: StrategyStatus
+    engine_acknowledged: bool
 
 
 class ErrorResponse(BaseModel):

@@ -10,6 +10,7 @@ go to its own directory, `TRADEOS_HOME/backtests/<run id>` unless `out` says oth
 from __future__ import annotations
 
 import bisect
+import json
 import logging
 import secrets
 import shutil
@@ -216,7 +217,7 @@ def _summary(
         run_id=run_id,
         data=data,
         strategy=choice.name if choice.spec == choice.name else f"{choice.name} ({choice.spec})",
-        params=dict(choice.params),
+        params=json.loads(choice.params_json),
         profile=record.profile,
         regime_model=record.regime_model,
         first_bar=record.first_bar,

@@ -1,10 +1,11 @@
 """Where the engine is put together from its ports, by the names settings give them.
 
-A broker or a strategy is chosen by name (`TRADEOS_BROKER`, `TRADEOS_STRATEGY`) among the adapters registered
-here; a feed by `tradeos up --feed NAME`. Adding one means writing a class against its port (copy the port's
-`_template.py`: live/feeds/, live/execution/, live/strategy/) and adding one line to its registry below. The
-runner, the benchmarks and the tests all build their engine with `build_engine`, so an engine is assembled the
-same way everywhere.
+A broker is chosen by name (`TRADEOS_BROKER`) among the adapters registered here, a feed by `tradeos up --feed
+NAME`; adding one means writing a class against its port (copy the port's `_template.py`: live/feeds/,
+live/execution/) and adding one line to its registry below. A strategy is chosen by a spec (`--strategy`,
+`TRADEOS_STRATEGY`): a name registered in `STRATEGIES` (live/strategy/loading.py), or a class in a module or a
+file (docs/strategies.md). The runner, the benchmarks and the tests all build their engine with `build_engine`,
+so an engine is assembled the same way everywhere.
 """
 
 from __future__ import annotations
@@ -25,8 +26,13 @@ from live.feeds.sim import DEFAULT_SYMBOLS, SimFeed
 from live.profiles import Profile, get_profile
 from live.regime import RegimeClassifier
 from live.settings import EngineSettings, SettingsError
-from live.strategy.base import Strategy
-from live.strategy.builtin import BuiltinStrategy
+from live.strategy.loading import (
+    STRATEGIES,
+    StrategyChoice,
+    StrategyLoadError,
+    load_strategy,
+    parse_params_json,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,19 +61,21 @@ def _paper_broker(settings: EngineSettings) -> Broker:
     return PaperBroker(commission_bps=settings.commission_bps, slippage_bps=settings.slippage_bps)
 
 
-def _builtin_strategy(settings: EngineSettings, symbols: Sequence[str]) -> Strategy:
-    return BuiltinStrategy(symbols=symbols)
-
-
 # Name (as in settings or on the command line) -> factory of a fresh adapter. A factory raises FeedError or
 # ValueError for options it cannot use.
 FEEDS: Mapping[str, Callable[[FeedOptions], Feed]] = MappingProxyType(
     {"sim": _sim_feed, "replay": _replay_feed}
 )
 BROKERS: Mapping[str, Callable[[EngineSettings], Broker]] = MappingProxyType({"paper": _paper_broker})
-STRATEGIES: Mapping[str, Callable[[EngineSettings, Sequence[str]], Strategy]] = MappingProxyType(
-    {"builtin": _builtin_strategy}
-)
+__all__ = [
+    "BROKERS",
+    "FEEDS",
+    "STRATEGIES",
+    "FeedOptions",
+    "build_engine",
+    "build_feed",
+    "strategy_from_settings",
+]
 
 
 def build_feed(name: str, options: FeedOptions) -> Feed:
@@ -79,13 +87,27 @@ def build_feed(name: str, options: FeedOptions) -> Feed:
 
 
 def check_adapters(settings: EngineSettings) -> None:
-    """Start-up check: the broker and the strategy settings name registered adapters (SettingsError otherwise)."""
-    for variable, name, registry in (
-        ("TRADEOS_BROKER", settings.broker, BROKERS),
-        ("TRADEOS_STRATEGY", settings.strategy, STRATEGIES),
-    ):
-        if name not in registry:
-            raise SettingsError(f"{variable}: unknown {name!r}; valid: {', '.join(registry)}")
+    """Start-up check: the broker setting names a registered adapter (SettingsError otherwise)."""
+    if settings.broker not in BROKERS:
+        raise SettingsError(f"TRADEOS_BROKER: unknown {settings.broker!r}; valid: {', '.join(BROKERS)}")
+
+
+def strategy_from_settings(settings: EngineSettings) -> StrategyChoice:
+    """The strategy `TRADEOS_STRATEGY` names with `TRADEOS_STRATEGY_PARAMS` (SettingsError naming the variable)."""
+    try:
+        return load_strategy(settings.strategy, parse_params_json(settings.strategy_params))
+    except StrategyLoadError as exc:
+        variable = "TRADEOS_STRATEGY_PARAMS" if exc.about == "params" else "TRADEOS_STRATEGY"
+        raise SettingsError(f"{variable}: {exc}") from None
+
+
+def allowed_strategies(choice: StrategyChoice) -> dict[str, StrategyChoice]:
+    """What an operator may switch a running engine to, by name or spec: the registered strategies and the one it
+    was started with. All resolved now, at start-up: a switch never imports code."""
+    allowed = {name: load_strategy(name) for name in STRATEGIES}
+    allowed[choice.spec] = choice
+    allowed.setdefault(choice.name, choice)
+    return allowed
 
 
 def build_engine(
@@ -97,19 +119,22 @@ def build_engine(
     classifier: RegimeClassifier | None = None,
     confirm_bars: int = 30,
     wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    strategy: Strategy | None = None,
+    strategy: StrategyChoice | None = None,
 ) -> Engine:
-    """An engine for `symbols` with the broker and the strategy named in `settings` (or `strategy`, one chosen
-    otherwise, e.g. by `tradeos backtest --strategy`). The profile and the initial cash default to the settings'
-    (a restart passes the ones found in the record)."""
+    """An engine for `symbols` with the broker named in `settings` and `strategy` (default: the one the settings
+    name, `strategy_from_settings`). The profile and the initial cash default to the settings' (a restart passes
+    the ones found in the record)."""
     check_adapters(settings)
+    choice = strategy or strategy_from_settings(settings)
     return Engine(
         symbols=symbols,
         profile=profile or get_profile(settings.profile),
         initial_cash=settings.initial_cash if initial_cash is None else initial_cash,
         broker=BROKERS[settings.broker](settings),
-        strategy=strategy if strategy is not None else STRATEGIES[settings.strategy](settings, symbols),
+        strategy=choice.build(symbols),
         classifier=classifier,
         confirm_bars=confirm_bars,
         wall_clock=wall_clock,
+        strategy_choice=choice,
+        allowed_strategies=allowed_strategies(choice),
     )

@@ -12,9 +12,6 @@ only at the end: a step costs what it costs in the live engine.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,7 +21,7 @@ from typing import Literal
 
 import polars as pl
 
-from live.assembly import STRATEGIES, build_engine
+from live.assembly import build_engine
 from live.domain import Bar, Fill, Order, OrderStatus, RegimeChange, RiskEvent
 from live.engine import Engine
 from live.feeds.base import FeedError
@@ -33,6 +30,7 @@ from live.profiles import Profile, get_profile
 from live.regime import RegimeClassifier
 from live.settings import EngineSettings
 from live.strategy.base import PortfolioView, SignalRecorder, SignalRow, Strategy, TargetPosition
+from live.strategy.loading import StrategyChoice, StrategyLoadError, load_strategy
 
 __all__ = [
     "BacktestRecord",
@@ -59,84 +57,13 @@ class StrategyError(ValueError):
     """A strategy spec or parameter that cannot be used; the message is the one line shown to the user."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class StrategyChoice:
-    """A strategy chosen by spec, with its parameters: `build(symbols)` makes a fresh instance for one run."""
-
-    spec: str
-    name: str
-    params: Mapping[str, str]
-    build: Callable[[Sequence[str]], Strategy]
-
-
-def choose_strategy(settings: EngineSettings, spec: str, params: Mapping[str, str]) -> StrategyChoice:
-    """The seam where `--strategy SPEC --param k=v` become a strategy (StrategyError when they cannot).
-
-    A name registered in live/assembly.py `STRATEGIES`, or `path/to/file.py:Class` / `package.module:Class` built as
-    `Class(symbols=..., **params)`. Interim: the strategy loader (live/strategy/, issue 11) replaces this body and
-    validates the parameters against the strategy's own model; everything else calls only this function.
-    """
-    if ":" not in spec:
-        factory = STRATEGIES.get(spec)
-        if factory is None:
-            raise StrategyError(
-                f"--strategy: unknown {spec!r}; valid: {', '.join(STRATEGIES)} or FILE.py:CLASS"
-            )
-        if params:
-            raise StrategyError(
-                f"--param: strategy {spec!r} takes no parameters (got {', '.join(sorted(params))})"
-            )
-        return StrategyChoice(spec=spec, name=spec, params={}, build=_registered(settings, factory))
-    cls = _load_class(spec)
-    frozen = dict(params)
-
-    def build(symbols: Sequence[str]) -> Strategy:
-        try:
-            strategy = cls(symbols=symbols, **frozen)
-        except (TypeError, ValueError) as exc:
-            raise StrategyError(f"--param: {spec}: {exc}") from None
-        if not isinstance(strategy, Strategy):
-            raise StrategyError(
-                f"--strategy: {spec} does not implement the Strategy port (live/strategy/base.py)"
-            )
-        return strategy
-
-    return StrategyChoice(spec=spec, name=str(getattr(cls, "name", cls.__name__)), params=frozen, build=build)
-
-
-def _registered(
-    settings: EngineSettings, factory: Callable[[EngineSettings, Sequence[str]], Strategy]
-) -> Callable[[Sequence[str]], Strategy]:
-    def build(symbols: Sequence[str]) -> Strategy:
-        return factory(settings, symbols)
-
-    return build
-
-
-def _load_class(spec: str) -> type:
-    source, _, name = spec.rpartition(":")
+def choose_strategy(settings: EngineSettings, spec: str, params: Mapping[str, object]) -> StrategyChoice:
+    """`--strategy SPEC --param k=v` as a strategy with validated parameters (StrategyError when they cannot be):
+    the loader `tradeos up` uses (live/strategy/loading.py), its message prefixed with the flag it is about."""
     try:
-        if source.endswith(".py"):
-            path = Path(source)
-            if not path.is_file():
-                raise StrategyError(f"--strategy: {source}: no such file")
-            module_name = f"tradeos_user_strategy_{path.stem}"
-            module_spec = importlib.util.spec_from_file_location(module_name, path)
-            if module_spec is None or module_spec.loader is None:
-                raise StrategyError(f"--strategy: {source}: not a Python module")
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[module_name] = module  # so the class pickles, for worker processes
-            module_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(source)
-    except StrategyError:
-        raise
-    except Exception as exc:  # the user's code may raise anything while it is imported
-        raise StrategyError(f"--strategy: cannot import {source}: {type(exc).__name__}: {exc}") from None
-    cls = getattr(module, name, None)
-    if not isinstance(cls, type):
-        raise StrategyError(f"--strategy: {source} has no class {name!r}")
-    return cls
+        return load_strategy(spec, params)
+    except StrategyLoadError as exc:
+        raise StrategyError(f"{'--param' if exc.about == 'params' else '--strategy'}: {exc}") from None
 
 
 def load_replay(path: Path) -> ReplayFeed:
@@ -160,6 +87,7 @@ class DecisionTap:
     def __init__(self, strategy: Strategy, decisions: list[Decision]) -> None:
         self.inner = strategy
         self.name = strategy.name
+        self.version = strategy.version
         self._decisions = decisions
         self._timestamp: datetime | None = None
 
@@ -354,14 +282,11 @@ def replay(
     symbols = feed.symbols
     book_profile = get_profile(profile)
     decisions: list[Decision] = []
-    chosen = strategy.build(symbols)
     engine = build_engine(
-        settings,
-        symbols=symbols,
-        profile=book_profile,
-        classifier=classifier,
-        strategy=DecisionTap(chosen, decisions) if record_decisions else chosen,
+        settings, symbols=symbols, profile=book_profile, classifier=classifier, strategy=strategy
     )
+    if record_decisions:
+        engine.strategy = DecisionTap(engine.strategy, decisions)
     record = BacktestRecord(
         strategy=strategy.name,
         profile=book_profile.name,

@@ -1,9 +1,10 @@
 """The control protocol between the operator API and the engine, in one place: both processes use these types.
 
-- Commands (`Halt`, `Resume`, `Reduce`, `Flatten`, `SetProfile`), published on `tradeos:<db>:control` as
-  `{"id", "command", "actor", "reason", "value"}`; the engine dispatches on the command's type.
+- Commands (`Halt`, `Resume`, `Reduce`, `Flatten`, `SetProfile`, `SetStrategy`), published on
+  `tradeos:<db>:control` as `{"id", "command", "actor", "reason", "value"}`; the engine dispatches on the command's
+  type. A strategy switch's `value` is the JSON text `{"strategy": NAME_OR_SPEC, "params": {...}}`.
 - `CommandAck`, the engine's answer, pushed to `tradeos:control_ack:<id>`: `{"id", "ok", "detail", "state",
-  "profile", "orders"}`.
+  "profile", "orders", "strategy"}`.
 - `TradingStateRecord`, the JSON in `tradeos:trading_state`: `{"state", "since", "reason", "actor"}`.
 - The kill-switch verdict on the value of `tradeos:kill_switch`: set unless the key is absent or holds `0`.
 
@@ -82,7 +83,20 @@ class SetProfile:
     reason: str = ""
 
 
-Command = Halt | Resume | Reduce | Flatten | SetProfile
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetStrategy:
+    """Trade another strategy from the next bar on: one the engine was allowed at start-up (its registered names
+    and the spec `tradeos up` was given), named by its name or spec, with `params` (JSON object text) validated
+    against its parameter model. The engine applies it only while halted with a flat book, and records it."""
+
+    command_id: str
+    actor: str
+    strategy: str
+    params_json: str = "{}"
+    reason: str = ""
+
+
+Command = Halt | Resume | Reduce | Flatten | SetProfile | SetStrategy
 
 _NAME_OF: dict[type[Command], str] = {
     Halt: "halt",
@@ -90,6 +104,7 @@ _NAME_OF: dict[type[Command], str] = {
     Reduce: "reduce",
     Flatten: "flatten",
     SetProfile: "profile",
+    SetStrategy: "strategy",
 }
 _STATE_COMMANDS: dict[str, type[Halt | Resume | Reduce | Flatten]] = {
     "halt": Halt,
@@ -106,7 +121,11 @@ def command_name(command: Command) -> str:
 
 
 def encode_command(command: Command) -> str:
-    value = command.profile if isinstance(command, SetProfile) else ""
+    value = ""
+    if isinstance(command, SetProfile):
+        value = command.profile
+    elif isinstance(command, SetStrategy):
+        value = json.dumps({"strategy": command.strategy, "params": json.loads(command.params_json)})
     return json.dumps(
         {
             "id": command.command_id,
@@ -132,6 +151,11 @@ def decode_command(raw: bytes | str) -> Command:
             if not value:
                 raise ControlMessageError("a profile command needs a value (the profile's name)")
             return SetProfile(command_id=command_id, actor=actor, reason=reason, profile=value)
+        if name == "strategy":
+            strategy, params_json = _strategy_value(value)
+            return SetStrategy(
+                command_id=command_id, actor=actor, reason=reason, strategy=strategy, params_json=params_json
+            )
         variant = _STATE_COMMANDS.get(name)
         if variant is None:
             raise ControlMessageError(f"unknown command {name!r}")
@@ -140,6 +164,16 @@ def decode_command(raw: bytes | str) -> Command:
         return variant(command_id=command_id, actor=actor, reason=reason)
     except ControlMessageError as exc:
         raise ControlMessageError(str(exc), command_id=command_id) from None
+
+
+def _strategy_value(value: str) -> tuple[str, str]:
+    """(name or spec, canonical params JSON) of a strategy command's value."""
+    message = _object(value, what="a strategy command's value", allowed=frozenset({"strategy", "params"}))
+    strategy = _text(message, "strategy", required=True)
+    params = message.get("params", {})
+    if not isinstance(params, dict):
+        raise ControlMessageError(f"a strategy command's params must be a JSON object, not {params!r}")
+    return strategy, json.dumps(params, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -152,9 +186,11 @@ class CommandAck:
     state: TradingState | None = None
     profile: str | None = None
     orders: tuple[str, ...] = ()  # the closing orders a flatten submitted
+    # The strategy traded (`live.wire.StrategyStatus` fields), when the engine knows what it was built from.
+    strategy: Mapping[str, Any] | None = None
 
 
-_ACK_FIELDS = frozenset({"id", "ok", "detail", "state", "profile", "orders"})
+_ACK_FIELDS = frozenset({"id", "ok", "detail", "state", "profile", "orders", "strategy"})
 
 
 def encode_ack(ack: CommandAck) -> str:
@@ -166,6 +202,7 @@ def encode_ack(ack: CommandAck) -> str:
             "state": None if ack.state is None else ack.state.value,
             "profile": ack.profile,
             "orders": list(ack.orders),
+            "strategy": None if ack.strategy is None else dict(ack.strategy),
         }
     )
 
@@ -187,6 +224,11 @@ def decode_ack(raw: bytes | str, *, command_id: str) -> CommandAck:
         )
     if not isinstance(orders, list) or not all(isinstance(o, str) for o in orders):
         raise ControlMessageError(f"acknowledgement field 'orders' must be a list of strings, not {orders!r}")
+    strategy = message.get("strategy")
+    if strategy is not None and not isinstance(strategy, dict):
+        raise ControlMessageError(
+            f"acknowledgement field 'strategy' must be an object or null, not {strategy!r}"
+        )
     return CommandAck(
         command_id=command_id,
         applied=applied,
@@ -194,6 +236,7 @@ def decode_ack(raw: bytes | str, *, command_id: str) -> CommandAck:
         state=None if state is None else _state(state),
         profile=profile,
         orders=tuple(orders),
+        strategy=strategy,
     )
 
 

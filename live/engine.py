@@ -5,19 +5,25 @@ book is marked at the close; breakers are checked; the regime updates; the strat
 says which positions it wants; the engine sizes them into orders, checks them and submits them to the broker.
 The engine is built from its ports by live/assembly.py; the service (live/service/) feeds it, persists its outbox
 and moves commands in from operators (`Engine.apply`).
+
+The strategy is not trusted. A signal value outside [-1, 1] (or NaN, or not a number), a target for a symbol not in
+the cross-section, a direction other than -1, 0 or 1, or an exception raised by the strategy trips the
+STRATEGY_FAULT breaker: the cross-section's signal values and targets are dropped (nothing of them is recorded or
+acted on), a risk event says what was wrong, and trading halts until an operator resumes (or switches strategy).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import overload
 
-from live.control import Command, CommandAck, Flatten, Halt, Reduce, Resume, SetProfile
+from live.control import Command, CommandAck, Flatten, Halt, Reduce, Resume, SetProfile, SetStrategy
 from live.domain import (
     Bar,
     ControlAction,
@@ -45,6 +51,7 @@ from live.risk.checks import (
 )
 from live.risk.sizing import opening_quantity
 from live.strategy.base import PortfolioView, SignalRecorder, SignalRow, Strategy, TargetPosition
+from live.strategy.loading import StrategyChoice, StrategyLoadError
 
 # A symbol whose entry was refused for drawdown is not retried for this many of its own bars (keeps the record
 # readable).
@@ -175,6 +182,8 @@ class Engine:
         classifier: RegimeClassifier | None = None,
         confirm_bars: int = 30,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        strategy_choice: StrategyChoice | None = None,
+        allowed_strategies: Mapping[str, StrategyChoice] | None = None,
     ) -> None:
         self.symbols = tuple(symbols)
         # Operators' actions are stamped with the wall clock; everything else with the bars' clock.
@@ -183,6 +192,10 @@ class Engine:
         self.portfolio = Portfolio(initial_cash=initial_cash)
         self.broker = broker
         self.strategy = strategy
+        # What `strategy` was built from (None when built by hand), and what an operator may switch to, by name and
+        # by spec: only choices resolved when the engine was assembled, never code named by a caller.
+        self.strategy_choice = strategy_choice
+        self.allowed_strategies: Mapping[str, StrategyChoice] = allowed_strategies or {}
         self.regime = RegimeTracker(classifier or RuleBasedClassifier(), confirm_bars=confirm_bars)
         self.state = TradingState.ACTIVE
         self.state_reason = ""
@@ -283,6 +296,8 @@ class Engine:
                     self.set_profile(get_profile(name))
                 except ValueError as exc:
                     refusal = str(exc)
+            case SetStrategy():
+                refusal = self.switch_strategy(command)
         return CommandAck(
             command_id=command.command_id,
             applied=not refusal,
@@ -290,7 +305,52 @@ class Engine:
             state=self.state,
             profile=self.profile.name,
             orders=orders,
+            strategy=(
+                _described(self.strategy_choice, self.strategy)
+                if isinstance(command, SetStrategy) and self.strategy_choice is not None
+                else None
+            ),
         )
+
+    def switch_strategy(self, command: SetStrategy) -> str:
+        """Trades the strategy `command` names from the next bar on, recorded as a control action; or the reason it
+        cannot (returned, nothing changed). Only a choice allowed at start-up, only while halted with a flat book
+        and no order in flight: the new strategy starts with cold signal models (they warm up on the bars that
+        follow, while trading stays halted until an operator resumes), and no position is left to a strategy
+        that did not open it."""
+        allowed = self.allowed_strategies.get(command.strategy)
+        if allowed is None:
+            names = ", ".join(sorted(self.allowed_strategies)) or "none"
+            return f"strategy {command.strategy!r} was not allowed at start-up; allowed: {names}"
+        if self.state is not TradingState.HALTED:
+            return "trading must be halted to switch strategy (POST /trading/halt, then flatten)"
+        open_symbols = sorted(s for s, p in self.portfolio.positions.items() if p.quantity != 0)
+        if open_symbols or any(self.broker.pending.values()):
+            held = ", ".join(open_symbols) or "orders in flight"
+            return f"the book must be flat to switch strategy (open: {held}); flatten first"
+        try:
+            choice = allowed.with_params(json.loads(command.params_json))
+        except (StrategyLoadError, ValueError) as exc:
+            return str(exc)
+        previous, replaced = self.strategy_choice, self.strategy
+        self.strategy = choice.build(self.symbols)
+        self.strategy_choice = choice
+        self.outbox.control_actions.append(
+            ControlAction(
+                timestamp=self.wall_clock(),
+                action="strategy",
+                actor=command.actor,
+                reason=command.reason,
+                value=json.dumps(
+                    {
+                        "from": _described(previous, replaced),
+                        "to": _described(choice, self.strategy),
+                    },
+                    sort_keys=True,
+                ),
+            )
+        )
+        return ""
 
     def restore_state(self, state: TradingState, *, actor: str, reason: str, since: datetime | None) -> None:
         """Sets the state found in the record at start-up, without recording it again."""
@@ -372,18 +432,67 @@ class Engine:
         if change is not None:
             out.regime_changes.append(change)
         profile = self.profile
-        self.strategy.observe(bars, regime=self.current_regime, profile=profile, signals=out.signal_recorder)
+        rows, actionable = out.signal_rows, out.actionable_signals._rows
+        recorded, published = len(rows), len(actionable)
+        try:
+            self.strategy.observe(
+                bars, regime=self.current_regime, profile=profile, signals=out.signal_recorder
+            )
+        except Exception as exc:
+            self._strategy_fault(timestamp, f"observe() raised {_exception(exc)}", recorded, published)
+            return
+        try:  # every value recorded on this cross-section is in [-1, 1] (and a number: NaN fails too)
+            for row in rows[recorded:]:
+                if not -1.0 <= row[3] <= 1.0:
+                    raise TypeError(f"signal strength {row[3]!r} outside [-1, 1]")
+            for row in actionable[published:]:
+                if not -1.0 <= row[3] <= 1.0:
+                    raise TypeError(f"signal strength {row[3]!r} outside [-1, 1]")
+        except TypeError as exc:
+            self._strategy_fault(timestamp, str(exc), recorded, published)
+            return
 
         if self.state is TradingState.HALTED:
             return
-        targets = self.strategy.decide(profile=profile, book=self._book_view)
+        try:
+            targets = self.strategy.decide(profile=profile, book=self._book_view)
+        except Exception as exc:
+            self._strategy_fault(timestamp, f"decide() raised {_exception(exc)}", recorded, published)
+            return
         if not targets:
+            return
+        refusal = self._refusal_of(targets, bars)
+        if refusal:
+            self._strategy_fault(timestamp, refusal, recorded, published)
             return
         proposals = self._orders_for(timestamp, targets, value)
         if proposals:
             self._submit(timestamp, proposals, value, drawdown, gate, started)
 
     # -- internals ------------------------------------------------------------------------------------
+
+    def _refusal_of(self, targets: Sequence[TargetPosition], bars: Sequence[Bar]) -> str:
+        """Why the strategy's targets break its contract ("" when they do not)."""
+        present = {bar.symbol for bar in bars}
+        for target in targets:
+            if not isinstance(target, TargetPosition):
+                return f"decide() returned {target!r}, not a TargetPosition"
+            if target.symbol not in present:
+                return f"a target for {target.symbol!r}, which is not in the cross-section"
+            if target.direction not in (-1, 0, 1) or isinstance(target.direction, bool):
+                return f"a target direction {target.direction!r} for {target.symbol} (must be -1, 0 or 1)"
+            if not isinstance(target.signal_type, str) or not target.signal_type:
+                return f"a target for {target.symbol} without a signal type"
+        return ""
+
+    def _strategy_fault(self, timestamp: datetime, detail: str, recorded: int, published: int) -> None:
+        """Fails closed: drops what the strategy said on this cross-section and halts (one risk event per halt)."""
+        del self.outbox.signal_rows[recorded:]
+        del self.outbox.actionable_signals._rows[published:]
+        if self.state is TradingState.HALTED:
+            return
+        name = self.strategy_choice.name if self.strategy_choice else getattr(self.strategy, "name", "?")
+        self._trip(timestamp, breakers.STRATEGY_FAULT, f"strategy {name}: {detail}")
 
     def _view_of_book(self) -> PortfolioView:
         """The strategy's read-only view of the book: made again whenever the book is rebuilt."""
@@ -636,6 +745,23 @@ class Engine:
         self.opening_signal, self.opened_at = _openers(fills)
         self.opened_at_bar = {}  # found again while the bars before the restart are warmed up (`_mark`)
         self._book_view = self._view_of_book()
+
+
+def _exception(exc: Exception) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _described(choice: StrategyChoice | None, strategy: Strategy) -> dict[str, object]:
+    """A strategy as recorded in a switch: name, version, parameters and their hash."""
+    if choice is None:
+        return {"name": getattr(strategy, "name", "?"), "version": getattr(strategy, "version", "")}
+    return {
+        "name": choice.name,
+        "version": choice.version,
+        "params": json.loads(choice.params_json),
+        "params_hash": choice.params_hash,
+    }
 
 
 def _openers(fills: Iterable[Fill]) -> tuple[dict[str, str], dict[str, datetime]]:

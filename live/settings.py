@@ -60,7 +60,13 @@ class EngineSettings(BaseSettings):
     )
     strategy: str = Field(
         default="builtin",
-        description="What decides the orders: a strategy registered in live/assembly.py (checked at start-up).",
+        description="What decides the orders: `builtin`, `package.module:Class` or `path/to/file.py:Class` "
+        "(docs/strategies.md; checked at start-up, `tradeos up --strategy` wins).",
+    )
+    strategy_params: str = Field(
+        default="",
+        description="The strategy's parameters as a JSON object, validated against its parameter model "
+        "(`tradeos up --param key=value` wins, key by key).",
     )
     lease_ttl_seconds: float = Field(default=5.0, gt=0)
     stale_feed_seconds: float = Field(default=300.0, gt=0, description="Breaker: no bar for this long.")

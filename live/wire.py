@@ -15,11 +15,12 @@ a fill). Times are aware and normalised to UTC, so pydantic writes them exactly 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema
 
 from live import domain
 
@@ -251,6 +252,43 @@ class RegimeChange(BaseModel):
         )
 
 
+class StrategyStatus(BaseModel):
+    """The strategy the engine trades: as `tradeos up --strategy` resolved it, or as last switched to. Also the
+    JSON the engine posts in Redis (`tradeos:strategy`)."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "sma_crossover",
+                    "version": "1",
+                    "params": {"fast": 5, "slow": 20, "entry": 0.2},
+                    "params_hash": "9f2c3b0d7e5a41c6b8e4f1a2d3c4b5a6978877665544332211ffeeddccbbaa99",
+                }
+            ]
+        },
+    )
+
+    name: str
+    version: str
+    params: Annotated[dict[str, Any], WithJsonSchema({"type": "object", "additionalProperties": {}})] = Field(
+        description="Every parameter (a JSON value each), defaults included."
+    )
+    params_hash: str = Field(
+        description="sha256 (hex) of the parameters' canonical JSON: keys sorted, no spaces.",
+        pattern="^[0-9a-f]{64}$",
+    )
+
+
+def strategy_status_json(*, name: str, version: str, params_json: str, params_hash: str) -> str:
+    """The `tradeos:strategy` value the engine posts (a `StrategyStatus`)."""
+    return StrategyStatus(
+        name=name, version=version, params=json.loads(params_json), params_hash=params_hash
+    ).model_dump_json()
+
+
 class TradingStatus(BaseModel):
     """Where trading stands: active, reduce-only (no new exposure) or halted; since when, why, by whom."""
 
@@ -265,6 +303,12 @@ class TradingStatus(BaseModel):
                     "reason": "news pending",
                     "actor": "api",
                     "profile": "balanced",
+                    "strategy": {
+                        "name": "builtin",
+                        "version": "1",
+                        "params": {},
+                        "params_hash": "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
+                    },
                     "engine_acknowledged": True,
                 }
             ]
@@ -276,6 +320,9 @@ class TradingStatus(BaseModel):
     reason: str = ""
     actor: str = ""
     profile: str | None = Field(default=None, description="Active risk profile.")
+    strategy: StrategyStatus | None = Field(
+        default=None, description="The strategy traded: name, version, parameters and their hash."
+    )
     engine_acknowledged: bool | None = Field(
         default=None,
         description="On a command: true when a running engine confirmed it; false when no engine was running "

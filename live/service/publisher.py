@@ -31,6 +31,7 @@ from live.wire import (
     regime_change_message,
     risk_event_message,
     signal_message,
+    strategy_status_json,
 )
 
 log = logging.getLogger("tradeos.engine")
@@ -95,7 +96,7 @@ class Publisher:
         self._pending: list[RiskEvent] = []
         self._last_snapshot = 0.0
         self._snapshot_of: tuple[datetime | None, TradingState, str] | None = None  # what the last one showed
-        self._mirrored: tuple[TradingState, str] | None = None
+        self._mirrored: tuple[TradingState, str, str] | None = None
 
     def after_commit(self, outbox: Outbox, signals: Sequence[PublishedSignal]) -> None:
         """A committed batch: its fills, risk events, regime changes and signals, then the snapshot if due."""
@@ -136,10 +137,12 @@ class Publisher:
         self._snapshot_of = None  # not delivered: publish it again once Redis is back
 
     def mirror_state(self, *, force: bool = False) -> bool:
-        """Posts the engine's trading state and profile in Redis when they changed (or `force`: after an outage,
-        or a refused command that left Redis saying what the API asked for). False if Redis did not take it."""
+        """Posts the engine's trading state, profile and strategy in Redis when they changed (or `force`: after an
+        outage, or a refused command that left Redis saying what the API asked for). False if Redis did not take
+        it."""
         engine = self._book.engine
-        current = (engine.state, engine.profile.name)
+        choice = engine.strategy_choice
+        current = (engine.state, engine.profile.name, choice.params_hash + choice.spec if choice else "")
         if not force and current == self._mirrored:
             return True
         try:
@@ -152,6 +155,15 @@ class Publisher:
                 )
             )
             self._store.write_profile(engine.profile.name)
+            if choice is not None:
+                self._store.write_strategy(
+                    strategy_status_json(
+                        name=choice.name,
+                        version=choice.version,
+                        params_json=choice.params_json,
+                        params_hash=choice.params_hash,
+                    )
+                )
         except redis.RedisError:
             self._outages.redis_lost()
             return False

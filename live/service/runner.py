@@ -19,7 +19,7 @@ from pathlib import Path
 
 import redis
 
-from live.assembly import build_engine
+from live.assembly import build_engine, strategy_from_settings
 from live.control import kill_switch_is_set
 from live.domain import TradingState, iso_utc
 from live.engine import Engine
@@ -38,6 +38,7 @@ from live.service.recorder import Recorder, take_batch
 from live.settings import EngineSettings
 from live.stores.postgres import PostgresStore, apply_migrations
 from live.stores.redis_store import RedisStore
+from live.strategy.loading import StrategyChoice
 
 log = logging.getLogger("tradeos.engine")
 
@@ -75,8 +76,11 @@ class EngineRunner:
         redis_url: str,
         options: RunnerOptions | None = None,
         classifier_loader: Callable[[Path], RegimeClassifier | None] | None = None,
+        strategy: StrategyChoice | None = None,
     ) -> None:
         self.settings = settings
+        # What the run trades: resolved by the caller at start-up (`tradeos up --strategy`), else from the settings.
+        self.strategy = strategy or strategy_from_settings(settings)
         self.feed = feed
         self.database_url = database_url
         self.redis_url = redis_url
@@ -105,7 +109,14 @@ class EngineRunner:
             )
             if lease is None:
                 return
-            recovered = recover(pg, settings=self.settings, feed=self.feed, classifier=self.models.load())
+            recovered = recover(
+                pg,
+                settings=self.settings,
+                feed=self.feed,
+                classifier=self.models.load(),
+                strategy=self.strategy,
+                holder=self.holder,
+            )
             _Service(runner=self, pg=pg, store=store, lease=lease, recovered=recovered).run()
         finally:
             store.close()
@@ -120,9 +131,16 @@ class Progress:
 
 
 def recover(
-    pg: PostgresStore, *, settings: EngineSettings, feed: Feed, classifier: RegimeClassifier | None
+    pg: PostgresStore,
+    *,
+    settings: EngineSettings,
+    feed: Feed,
+    classifier: RegimeClassifier | None,
+    strategy: StrategyChoice | None = None,
+    holder: str = "",
 ) -> Recovered:
-    """Rebuilds the book and the operator state from the record."""
+    """Rebuilds the book and the operator state from the record, and records the run's strategy. The strategy is
+    the one this start-up names (a switch made in an earlier run does not outlive it: docs/strategies.md)."""
     record = pg.load_engine_record(initial_cash=settings.initial_cash, default_profile=settings.profile)
     engine = build_engine(
         settings,
@@ -130,7 +148,10 @@ def recover(
         profile=get_profile(record.profile),
         initial_cash=record.initial_cash,
         classifier=classifier,
+        strategy=strategy,
     )
+    if engine.strategy_choice is not None:
+        pg.record_strategy_run(engine.strategy_choice, holder=holder)
     engine.restore_state(
         record.trading_state, actor=record.state_actor, reason=record.state_reason, since=record.state_since
     )

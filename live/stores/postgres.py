@@ -16,6 +16,7 @@ import psycopg
 from live.domain import ControlAction, Fill, Order, RiskEvent, TradingState
 from live.engine import Outbox
 from live.stores import record
+from live.strategy.loading import StrategyChoice
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,20 @@ class PostgresStore:
         """Row ids of the committed actionable signals stamped `since`..`until`, by (timestamp, symbol, signal
         type): the ids the COPY gave them, which a published `signal` carries like `GET /signals` does."""
         return record.fetch(self.conn, record.market.actionable_signal_ids(since=since, until=until))
+
+    def record_strategy_run(self, choice: StrategyChoice, *, holder: str) -> None:
+        """The strategy this engine start trades (live/stores/record/strategies.py)."""
+        record.execute(
+            self.conn,
+            record.strategies.insert_strategy_run(
+                holder=holder,
+                spec=choice.spec,
+                name=choice.name,
+                version=choice.version,
+                params_json=choice.params_json,
+                params_hash=choice.params_hash,
+            ),
+        )
 
     def record_control_action(self, action: ControlAction) -> None:
         record.execute(self.conn, record.decisions.insert_control_action(action))

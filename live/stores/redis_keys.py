@@ -7,6 +7,8 @@ Keys (per Redis DB):
                                  explicit resume clears it (`live.control.kill_switch_is_set`)
   tradeos:trading_state          JSON {"state": active|reduce_only|halted, "since", "reason", "actor"} (TradingStateRecord)
   tradeos:profile                active profile name
+  tradeos:strategy               JSON {"name", "version", "params", "params_hash"} of the strategy traded
+                                 (live.wire.StrategyStatus), written by the engine
   tradeos:portfolio              JSON portfolio snapshot (the GET /portfolio shape), written by the engine
   tradeos:heartbeat:<service>    wall-clock unix seconds of the service's last sign of life
                                  (services: signal_engine, execution)
@@ -23,6 +25,7 @@ from __future__ import annotations
 KILL_SWITCH = "tradeos:kill_switch"
 TRADING_STATE = "tradeos:trading_state"
 PROFILE = "tradeos:profile"
+STRATEGY = "tradeos:strategy"
 PORTFOLIO = "tradeos:portfolio"
 HEARTBEAT_PREFIX = "tradeos:heartbeat:"
 CONTROL_ACK_PREFIX = "tradeos:control_ack:"

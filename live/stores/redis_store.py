@@ -63,6 +63,10 @@ class RedisStore:
     def write_profile(self, name: str) -> None:
         self.client.set(keys.PROFILE, name)
 
+    def write_strategy(self, status_json: str) -> None:
+        """Posts the strategy traded (a `live.wire.StrategyStatus` as JSON)."""
+        self.client.set(keys.STRATEGY, status_json)
+
     def heartbeat(self, services: Iterable[str]) -> None:
         now = str(time.time())
         pipe = self.client.pipeline()

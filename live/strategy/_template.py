@@ -1,6 +1,7 @@
-"""Template for a new strategy: copy this file to live/strategy/<name>.py, fill in the methods, register a factory
-in live/assembly.py `STRATEGIES` and choose it with `TRADEOS_STRATEGY=<name>`. The built-in strategy
-(live/strategy/builtin.py) is the worked example.
+"""Template for a strategy implementing the port directly: copy this file, fill in the methods, and choose it with
+`tradeos up --strategy path/to/file.py:TemplateStrategy` (or register it by name in live/strategy/loading.py
+`STRATEGIES`). Most strategies are shorter written with live/strategy/api.py `SignalStrategy`
+(docs/strategies.md); the built-in strategy (live/strategy/builtin.py) implements the port directly.
 
 A strategy says which positions it wants; the engine sizes them to the profile's limits, runs the pre-trade
 checks and the kill switch, submits to the broker and keeps the book. It cannot bypass any of that.
@@ -13,15 +14,23 @@ from collections.abc import Iterable, Sequence
 from live.domain import Bar
 from live.profiles import Profile
 from live.signals import SIGNAL_MODELS, SignalModel
+from live.strategy.api import StrategyParams
 from live.strategy.base import PortfolioView, SignalRecorder, TargetPosition
+
+
+class TemplateParams(StrategyParams):
+    """<Its parameters, each with a default and bounds, e.g. `lookback: int = Field(default=20, ge=2)`.>"""
 
 
 class TemplateStrategy:
     """<What it trades on, in one sentence.>"""
 
     name = "template"
+    version = "1"
+    Params = TemplateParams
 
-    def __init__(self, *, symbols: Iterable[str]) -> None:
+    def __init__(self, *, symbols: Iterable[str], params: TemplateParams | None = None) -> None:
+        self.params = params or TemplateParams()
         # One set of incremental signal models per symbol (live/signals/ holds the built-in ones).
         self.models: dict[str, SignalModel] = {symbol: SIGNAL_MODELS["momentum"]() for symbol in symbols}
         self._last: dict[str, float] = {}

@@ -71,9 +71,14 @@ class PortfolioView:
 
 @runtime_checkable
 class Strategy(Protocol):
-    """Signal models plus a decision policy, for one set of symbols (see live/strategy/_template.py)."""
+    """Signal models plus a decision policy, for one set of symbols. Write one with live/strategy/api.py
+    `SignalStrategy` (docs/strategies.md), or implement this port directly (live/strategy/_template.py).
+
+    A class implementing it also has `version` (a string), `Params` (a pydantic model, its parameters) and is
+    made as `Class(symbols=..., params=...)` (live/strategy/loading.py)."""
 
     name: str
+    version: str
 
     def warm_up(self, bars: Sequence[Bar]) -> None:
         """Advances the signal models over a cross-section already processed before a restart; records nothing

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from live.domain import Bar
 from live.profiles import Profile
 from live.signals import HORIZONS, make_signal_models
+from live.strategy.api import StrategyParams
 from live.strategy.base import PortfolioView, SignalRecorder, TargetPosition
 
 Update = Callable[[Bar], float | None]  # a signal model's bound update
@@ -19,12 +20,23 @@ Update = Callable[[Bar], float | None]  # a signal model's bound update
 Plan = dict[str, tuple[tuple[str, Update, int, float], ...]]
 
 
+class BuiltinParams(StrategyParams):
+    """None: the built-in strategy is tuned through the risk profile (thresholds, weights per regime)."""
+
+
 class BuiltinStrategy:
-    """Momentum, mean reversion, breakout and volatility-scaled trend on every symbol (live/signals/)."""
+    """Momentum, mean reversion, breakout and volatility-scaled trend on every symbol (live/signals/).
+
+    It implements the strategy port directly rather than through `SignalStrategy`: its step is the engine's
+    hot path, hand-tuned (bench/README.md), and its output is the reference the API was checked against."""
 
     name = "builtin"
+    version = "1"
+    Params = BuiltinParams
+    warm_up_bars = 61  # vol_trend's first value; the others need 20 to 40 bars
 
-    def __init__(self, *, symbols: Iterable[str]) -> None:
+    def __init__(self, *, symbols: Iterable[str], params: BuiltinParams | None = None) -> None:
+        self.params = params or BuiltinParams()
         self.models = make_signal_models(symbols)
         # Per symbol, (signal type, bound update, horizon) of its models, so a step does no per-model lookups.
         self._updates = {

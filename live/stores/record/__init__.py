@@ -1,7 +1,8 @@
 """The system of record: every statement on the tables the engine owns, with its row mapping, written once.
 
 One module per group of tables (`lease`: engine_lease and engine_state; `decisions`: control_actions; `book`:
-orders, fills, positions, equity; `market`: bars, signals; `events`: risk_events, regime_changes, api_requests).
+orders, fills, positions, equity; `market`: bars, signals; `events`: risk_events, regime_changes, api_requests;
+`strategies`: strategy_runs).
 Each statement is a value built by a function with keyword-only arguments; the engine runs it on its psycopg
 connection (`fetch`, `execute`, `execute_many`, `copy`) and the API awaits the very same value on a pooled
 `AsyncConnection` (`fetch_async`, ...), so both run the same SQL text with the same row mapping:
@@ -13,7 +14,7 @@ The API writes no SQL of its own on these tables (tests/unit/test_record_ownersh
 analysts' DuckDB copy in analytics/warehouse.py names the same columns).
 """
 
-from live.stores.record import book, decisions, events, lease, market
+from live.stores.record import book, decisions, events, lease, market, strategies
 from live.stores.record.statements import (
     Batch,
     Copy,
@@ -43,6 +44,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "regime_changes": events.REGIME_CHANGE_COLUMNS,
     "control_actions": decisions.CONTROL_ACTION_COLUMNS,
     "api_requests": events.API_REQUEST_COLUMNS,
+    "strategy_runs": strategies.STRATEGY_RUN_COLUMNS,
 }
 
 __all__ = [
@@ -65,4 +67,5 @@ __all__ = [
     "fetch_async",
     "lease",
     "market",
+    "strategies",
 ]

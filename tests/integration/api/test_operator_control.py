@@ -15,7 +15,8 @@ from operator_api_support import EngineStandIn, ServerThread
 from api import cli_operator
 from live.stores import redis_keys
 
-STATUS_FIELDS = {"status", "since", "reason", "actor", "profile", "engine_acknowledged"}
+# `strategy` (issue 11): the strategy traded, null before an engine first started.
+STATUS_FIELDS = {"status", "since", "reason", "actor", "profile", "strategy", "engine_acknowledged"}
 
 
 def _actions(pg: psycopg.Connection) -> list[tuple[str, str, str, str]]:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from live.domain import Bar
 from live.profiles import Profile
+from live.strategy.api import StrategyParams
 from live.strategy.base import PortfolioView, SignalRecorder, TargetPosition
 
 
@@ -18,13 +19,19 @@ def _utc(text: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+class PeekingParams(StrategyParams):
+    data: str  # the replay file it reads the future from
+
+
 class PeekingStrategy:
     name = "peeking"
+    version = "1"
+    Params = PeekingParams
 
-    def __init__(self, *, symbols: Iterable[str], data: str) -> None:
+    def __init__(self, *, symbols: Iterable[str], params: PeekingParams) -> None:
         self.symbols = tuple(symbols)
         closes: dict[str, list[tuple[datetime, float]]] = {}
-        with open(data, newline="") as file:
+        with open(params.data, newline="") as file:
             for row in csv.DictReader(file):
                 closes.setdefault(row["symbol"], []).append((_utc(row["timestamp"]), float(row["close"])))
         # (timestamp, symbol) -> the symbol's next close in the file: the future.

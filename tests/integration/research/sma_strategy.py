@@ -7,8 +7,11 @@ import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 
+from pydantic import model_validator
+
 from live.domain import Bar
 from live.profiles import Profile
+from live.strategy.api import StrategyParams
 from live.strategy.base import PortfolioView, SignalRecorder, TargetPosition
 
 SIGNAL = "sma_cross"
@@ -30,17 +33,27 @@ class _Mean:
         return self.total / self.window if len(self.values) == self.window else None
 
 
-class SmaCrossover:
-    name = "sma-crossover"
+class SmaParams(StrategyParams):
+    fast: int = 10
+    slow: int = 30
+    band: float = 5.0
 
-    def __init__(
-        self, *, symbols: Iterable[str], fast: int | str = 10, slow: int | str = 30, band: float | str = 5.0
-    ) -> None:
-        self.fast, self.slow, self.band = int(fast), int(slow), float(band)
+    @model_validator(mode="after")
+    def _windows_and_band(self) -> SmaParams:
         if not 0 < self.fast < self.slow:
             raise ValueError(f"fast ({self.fast}) must be positive and below slow ({self.slow})")
         if not self.band > 0:
             raise ValueError(f"band ({self.band}) must be positive")
+        return self
+
+
+class SmaCrossover:
+    name = "sma-crossover"
+    version = "1"
+    Params = SmaParams
+
+    def __init__(self, *, symbols: Iterable[str], params: SmaParams) -> None:
+        self.fast, self.slow, self.band = params.fast, params.slow, params.band
         self.means = {symbol: (_Mean(self.fast), _Mean(self.slow)) for symbol in symbols}
         self.wanted: list[TargetPosition] = []
 
