@@ -38,62 +38,49 @@ class ControlMessageError(ValueError):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Halt:
+class _Command:
+    """What every command carries: its id (the ack's key), who sent it and why."""
+
+    command_id: str
+    actor: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Halt(_Command):
     """No order at all until an explicit resume (the closing orders of a flatten excepted)."""
 
-    command_id: str
-    actor: str
-    reason: str = ""
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Resume:
+class Resume(_Command):
     """The only way out of a halt or reduce-only."""
 
-    command_id: str
-    actor: str
-    reason: str = ""
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Reduce:
+class Reduce(_Command):
     """Reduce-only: exits still managed, no new exposure."""
 
-    command_id: str
-    actor: str
-    reason: str = ""
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Flatten:
+class Flatten(_Command):
     """Close every open position at market, also while halted; the trading state stays as it is."""
 
-    command_id: str
-    actor: str
-    reason: str = ""
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SetProfile:
+class SetProfile(_Command):
     """Trade under another risk profile from the next decision on."""
 
-    command_id: str
-    actor: str
     profile: str
-    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SetStrategy:
+class SetStrategy(_Command):
     """Trade another strategy from the next bar on: one the engine was allowed at start-up (its registered names
     and the spec `tradeos up` was given), named by its name or spec, with `params` (JSON object text) validated
     against its parameter model. The engine applies it only while halted with a flat book, and records it."""
 
-    command_id: str
-    actor: str
     strategy: str
     params_json: str = "{}"
-    reason: str = ""
 
 
 Command = Halt | Resume | Reduce | Flatten | SetProfile | SetStrategy
