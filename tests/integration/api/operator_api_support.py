@@ -23,7 +23,8 @@ from api.operator import create_app, server_config
 from live import portfolio as accounting
 from live.domain import Fill, Side
 from live.settings import Settings
-from live.stores import redis_keys
+from live.stores import record, redis_keys
+from live.stores.record import book
 
 
 async def eventually(
@@ -134,22 +135,8 @@ def insert_fills(conn: psycopg.Connection, fills: list[Fill]) -> None:
                     fill.signal_type,
                 ),
             )
-            cursor.execute(
-                "INSERT INTO fills (id, order_id, timestamp, symbol, side, quantity, price, fee, signal_type,"
-                " realized_pnl) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                (
-                    fill.id,
-                    fill.order_id,
-                    fill.timestamp,
-                    fill.symbol,
-                    fill.side.value,
-                    fill.quantity,
-                    fill.price,
-                    fill.fee,
-                    fill.signal_type,
-                    fill.realized_pnl,
-                ),
-            )
+        # The fills as the engine records them (live/stores/record owns their columns).
+        record.execute_many(cursor, book.insert_fills(fills))
 
 
 def insert_signal(
