@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-import queue
-import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import psycopg
 import pytest
@@ -30,66 +29,42 @@ def pg_admin_url() -> str:
 
 
 class ScratchDatabases:
-    """Empty databases made one ahead and used ones dropped on a background thread: CREATE and DROP DATABASE each
-    wait for a checkpoint on the shared server (0.2-3 s on a busy machine), and no test needs to wait for them."""
+    """Each test's empty database is made while the test before it runs (CREATE DATABASE: 0.2-1 s on a busy
+    server). A used one is dropped at once, before the next is made: dropping discards the dropped database's
+    pages, but the checkpoint every DROP DATABASE waits for would write out those of any other live database."""
 
     def __init__(self, admin_url: str) -> None:
         self._admin_url = admin_url
-        self._jobs: queue.SimpleQueue[tuple[str, str] | None] = queue.SimpleQueue()
-        self._ready: queue.SimpleQueue[str | BaseException] = queue.SimpleQueue()
-        self._errors: list[BaseException] = []
-        self._thread = threading.Thread(target=self._work, name="scratch-databases", daemon=True)
-        self._thread.start()
-        self._jobs.put(("create", self._new_name()))
+        self._maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scratch-database")
+        self._next: Future[str] | None = self._maker.submit(self._create)
 
-    @staticmethod
-    def _new_name() -> str:
-        return f"tradeos_t_{uuid.uuid4().hex[:12]}"
+    def _create(self) -> str:
+        name = f"tradeos_t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self._admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return _with_db(self._admin_url, name)
 
-    def _work(self) -> None:
-        try:
-            with psycopg.connect(self._admin_url, autocommit=True) as conn:
-                while (job := self._jobs.get()) is not None:
-                    action, name = job
-                    try:
-                        if action == "create":
-                            conn.execute(f'CREATE DATABASE "{name}"')
-                        else:
-                            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-                    except psycopg.Error as exc:
-                        (self._ready.put if action == "create" else self._errors.append)(exc)
-                    else:
-                        if action == "create":
-                            self._ready.put(name)
-        except psycopg.Error as exc:
-            # No admin connection: the waiting test (and every later one) fails with why.
-            self._errors.append(exc)
-            self._ready.put(exc)
+    def _drop(self, url: str) -> None:
+        with psycopg.connect(self._admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
     def take(self) -> str:
-        """The URL of a database nobody has used; the next one is made meanwhile."""
-        self._jobs.put(("create", self._new_name()))
-        made = self._ready.get(timeout=120)
-        if isinstance(made, BaseException):
-            if not self._thread.is_alive():  # no admin connection: every later test fails at once, with why
-                self._ready.put(made)
-            raise made
-        return _with_db(self._admin_url, made)
+        """A database nobody has used: the one made in the background, if there is one."""
+        made, self._next = self._next, None
+        return made.result(timeout=120) if made is not None else self._create()
 
     def give_back(self, url: str) -> None:
-        self._jobs.put(("drop", url.rsplit("/", 1)[1]))
+        """Drops `url`, then starts making the next test's database."""
+        try:
+            self._drop(url)
+        finally:
+            if self._next is None:
+                self._next = self._maker.submit(self._create)
 
     def close(self) -> None:
-        """Drops the spare and waits for every drop; a drop that failed fails the session here."""
-        self._jobs.put(None)
-        self._thread.join(timeout=300)
-        while not self._ready.empty():
-            spare = self._ready.get()
-            if isinstance(spare, str):
-                with psycopg.connect(self._admin_url, autocommit=True) as conn:
-                    conn.execute(f'DROP DATABASE IF EXISTS "{spare}" WITH (FORCE)')
-        if self._errors:
-            raise RuntimeError(f"test databases: {len(self._errors)} error(s), the first: {self._errors[0]}")
+        self._maker.shutdown(wait=True)
+        if self._next is not None and self._next.exception() is None:
+            self._drop(self._next.result())
 
 
 @pytest.fixture(scope="session")
@@ -140,3 +115,23 @@ def redis_url(redis_db_index: int) -> Iterator[str]:
     client = redis.Redis.from_url(url)
     client.flushdb()
     client.close()
+
+
+# Session fixtures too costly to start once per xdist worker: every module that uses one runs on the same worker.
+WORKER_SHARED_FIXTURES = ("prefect_harness",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under `pytest -n N --dist loadgroup` (make test): one xdist group per test file, so its module fixtures
+    (a `tradeos up`, a Prefect server, a browser) start once, and one group for the files that share a costly
+    session fixture (WORKER_SHARED_FIXTURES)."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    sharing: dict[str, str] = {}
+    for item in items:
+        for name in WORKER_SHARED_FIXTURES:
+            if name in getattr(item, "fixturenames", ()):
+                sharing[item.nodeid.split("::")[0]] = name
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(sharing.get(module, module)))
