@@ -6,10 +6,13 @@ import os
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import psycopg
 import pytest
 import redis
+
+from tests.support import folder_for_embedded_home
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -84,6 +87,14 @@ def database_url(scratch_databases: ScratchDatabases) -> Iterator[str]:
         yield url
     finally:
         scratch_databases.give_back(url)
+
+
+@pytest.fixture
+def embedded_home() -> Iterator[Path]:
+    """A TRADEOS_HOME (not yet created) for a `tradeos up` on its embedded stores (tests/support.py
+    `folder_for_embedded_home` says why it is not under tmp_path)."""
+    with folder_for_embedded_home() as folder:
+        yield folder / "home"
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,6 @@ import os
 import pwd
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import redis
 
 from live.stores import redis_keys as keys
 from live.stores.embedded import POSTGRES_ACCOUNT
-from tests.support import Service, eventually
+from tests.support import Service, eventually, folder_for_embedded_home
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="running a client as another OS user needs root")
 
@@ -129,18 +128,9 @@ def _up(home: Path) -> Iterator[tuple[Service, dict[str, dict[str, Any]]]]:
         )
 
 
-@contextlib.contextmanager
-def _base_folder() -> Iterator[Path]:
-    """A folder for TRADEOS_HOME. Not under tmp_path: every pytest session started as root resets
-    /tmp/pytest-of-root to 0700, which takes back the traverse right `tradeos up` gave PostgreSQL's service account,
-    and other sessions may start meanwhile."""
-    with tempfile.TemporaryDirectory(prefix="tradeos-test-home-") as folder:
-        yield Path(folder)
-
-
 @pytest.fixture
 def base() -> Iterator[Path]:
-    with _base_folder() as folder:
+    with folder_for_embedded_home() as folder:
         yield folder
 
 
@@ -148,7 +138,7 @@ def base() -> Iterator[Path]:
 def running(request: pytest.FixtureRequest) -> Iterator[tuple[Service, dict[str, dict[str, Any]]]]:
     """`tradeos up` under a short TRADEOS_HOME, or one longer than a unix socket path (where Redis fell back to an
     open TCP port and PostgreSQL to a world-writable socket directory), left world-readable by an earlier version."""
-    with _base_folder() as base:
+    with folder_for_embedded_home() as base:
         home = base / "home" if request.param == "short" else base / ("long-" + "x" * 100) / "home"
         assert request.param == "short" or len(str(home)) > 107
         _an_earlier_home(home)
