@@ -18,15 +18,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
 import numpy.typing as npt
-import polars as pl
 
 from live.domain import REGIMES, Bar, iso_utc
 from live.regime import FEATURE_NAMES, compute_features
+
+if TYPE_CHECKING:  # `tradeos up` loads the promoted model from here; it needs neither at start-up
+    import duckdb
+    import polars as pl
 
 FloatArray = npt.NDArray[np.float64]
 CURRENT_POINTER = "current.json"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -127,3 +129,12 @@ class AppServer:
     def base_url(self) -> str:
         port = int(self.server.servers[0].sockets[0].getsockname()[1])
         return f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def folder_for_embedded_home() -> Iterator[Path]:
+    """A folder for a TRADEOS_HOME whose `tradeos up` starts its embedded PostgreSQL. Not under pytest's tmp_path:
+    every pytest session started as root (another one on the machine, any time) resets /tmp/pytest-of-root to 0700,
+    which takes back the traverse right `tradeos up` gave PostgreSQL's service account (initdb then fails)."""
+    with tempfile.TemporaryDirectory(prefix="tradeos-test-home-") as folder:
+        yield Path(folder)

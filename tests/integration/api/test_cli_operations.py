@@ -76,12 +76,14 @@ def test_a_bad_log_format_stops_start_up_naming_the_variable(tmp_path: Path) -> 
     assert output.startswith("tradeos: TRADEOS_LOG_FORMAT:")
 
 
-def test_start_up_prints_no_xdg_runtime_dir_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_start_up_prints_no_xdg_runtime_dir_warning(
+    embedded_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Containers, CI runners, cron and `su` sessions have no XDG_RUNTIME_DIR: the embedded stores must not need one.
     monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
     ports = ["--api-port", str(free_port()), "--metrics-port", str(free_port())]
     ports += ["--dashboard-port", str(free_port())]
-    with Service(tmp_path / "home", ["up", "--no-flows", *A_FEW_BARS, *ports]) as service:
+    with Service(embedded_home, ["up", "--no-flows", *A_FEW_BARS, *ports]) as service:
         eventually_sync(
             lambda: "feed finished" in service.output and "operator API on" in service.output, within=120
         )

@@ -1,7 +1,10 @@
 """The embedded PostgreSQL and Redis are private to the OS account that runs TRADEOS, whatever TRADEOS_HOME's
 length: another local user (here `nobody`, through the system's own python3, psql and redis-cli) is refused at the
 socket, and would still be refused by the password if the socket were open; no TCP port is listened on; and
-TRADEOS_HOME is the owner's alone (0700, files 0600), also for files an earlier version left readable."""
+TRADEOS_HOME is the owner's alone (0700, files 0600), also for files an earlier version left readable.
+
+One `tradeos up` per home path for the module (each start runs initdb, many seconds): the tests on it leave it as
+they found it, and the test that stops it comes last."""
 
 from __future__ import annotations
 
@@ -11,7 +14,6 @@ import os
 import pwd
 import stat
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ import redis
 
 from live.stores import redis_keys as keys
 from live.stores.embedded import POSTGRES_ACCOUNT
-from tests.support import Service, eventually
+from tests.support import Service, eventually, folder_for_embedded_home
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="running a client as another OS user needs root")
 
@@ -128,24 +130,20 @@ def _up(home: Path) -> Iterator[tuple[Service, dict[str, dict[str, Any]]]]:
 
 @pytest.fixture
 def base() -> Iterator[Path]:
-    """A folder for TRADEOS_HOME. Not under tmp_path: every pytest session started as root resets
-    /tmp/pytest-of-root to 0700, which takes back the traverse right `tradeos up` gave PostgreSQL's service account,
-    and other sessions may start meanwhile."""
-    with tempfile.TemporaryDirectory(prefix="tradeos-test-home-") as folder:
-        yield Path(folder)
+    with folder_for_embedded_home() as folder:
+        yield folder
 
 
-@pytest.fixture(params=["short", "long"])
-def running(
-    request: pytest.FixtureRequest, base: Path
-) -> Iterator[tuple[Service, dict[str, dict[str, Any]]]]:
+@pytest.fixture(scope="module", params=["short", "long"])
+def running(request: pytest.FixtureRequest) -> Iterator[tuple[Service, dict[str, dict[str, Any]]]]:
     """`tradeos up` under a short TRADEOS_HOME, or one longer than a unix socket path (where Redis fell back to an
     open TCP port and PostgreSQL to a world-writable socket directory), left world-readable by an earlier version."""
-    home = base / "home" if request.param == "short" else base / ("long-" + "x" * 100) / "home"
-    assert request.param == "short" or len(str(home)) > 107
-    _an_earlier_home(home)
-    with _up(home) as running:
-        yield running
+    with folder_for_embedded_home() as base:
+        home = base / "home" if request.param == "short" else base / ("long-" + "x" * 100) / "home"
+        assert request.param == "short" or len(str(home)) > 107
+        _an_earlier_home(home)
+        with _up(home) as running:
+            yield running
 
 
 def test_another_local_user_cannot_reach_the_embedded_stores_whatever_the_home_path(
@@ -178,16 +176,28 @@ def test_another_local_user_cannot_reach_the_embedded_stores_whatever_the_home_p
     assert f"Could not connect to Redis at {redis_socket}: Permission denied" in cli.stdout + cli.stderr
 
     # Even with both sockets opened to everyone, the stores ask for the password the stranger does not have.
-    for socket_path in (pg_socket, redis_socket):
-        Path(socket_path).parent.chmod(0o711)
-        Path(socket_path).chmod(0o777)
-    assert _probe({"unix:redis": redis_socket}) == {"unix:redis": "answered -NOAUTH Authentication required."}
-    psql = _as_stranger(
-        ["psql", f"host={Path(pg_socket).parent} user=postgres dbname=tradeos", "-c", "SELECT 1"],
-        env={"PGPASSWORD": "guessed"},
-    )
-    assert psql.returncode != 0
-    assert 'password authentication failed for user "postgres"' in psql.stderr
+    opened = [
+        Path(path)
+        for socket_path in (pg_socket, redis_socket)
+        for path in (socket_path, Path(socket_path).parent)
+    ]
+    modes = {path: stat.S_IMODE(path.stat().st_mode) for path in opened}
+    try:
+        for socket_path in (pg_socket, redis_socket):
+            Path(socket_path).parent.chmod(0o711)
+            Path(socket_path).chmod(0o777)
+        assert _probe({"unix:redis": redis_socket}) == {
+            "unix:redis": "answered -NOAUTH Authentication required."
+        }
+        psql = _as_stranger(
+            ["psql", f"host={Path(pg_socket).parent} user=postgres dbname=tradeos", "-c", "SELECT 1"],
+            env={"PGPASSWORD": "guessed"},
+        )
+        assert psql.returncode != 0
+        assert 'password authentication failed for user "postgres"' in psql.stderr
+    finally:  # the service is shared with the module's other tests: as private as it was
+        for path, mode in modes.items():
+            path.chmod(mode)
 
 
 def test_tradeos_home_and_everything_in_it_are_the_owners_alone(
@@ -221,6 +231,13 @@ def test_tradeos_home_and_everything_in_it_are_the_owners_alone(
     # What the service and its children write later (the flows' DuckDB and reports) is 0600 too.
     status = Path(f"/proc/{service.process.pid}/status").read_text()
     assert "Umask:\t0077" in status
+
+
+def test_an_orderly_stop_exits_0_and_removes_the_private_socket_folders(
+    running: tuple[Service, dict[str, dict[str, Any]]],
+) -> None:
+    """Stops the module's shared service: the last test on `running`."""
+    service, info = running
     socket_dirs = [Path(_listeners(int(info[name]["pid"]))[0][0]).parent for name in ("postgres", "redis")]
     assert service.stop() == 0
     assert [folder for folder in socket_dirs if folder.exists()] == []

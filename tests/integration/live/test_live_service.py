@@ -271,8 +271,8 @@ def test_a_restart_continues_from_the_last_committed_bar_with_the_same_book(
     assert float(day_one[1]) == pytest.approx(snapshot["cash"], abs=1e-4)
 
 
-def test_make_up_style_start_uses_embedded_servers_and_leaves_no_orphans(tmp_path: Path):
-    home = tmp_path / "home"
+def test_make_up_style_start_uses_embedded_servers_and_leaves_no_orphans(embedded_home: Path):
+    home = embedded_home
     with Service(home, [*ENGINE_ONLY, "--speed", "0", "--sim-days", "0.5"]) as svc:
         _wait_feed_done(svc, timeout=120)
         pg_info = json.loads((home / "run" / "postgres.json").read_text())
