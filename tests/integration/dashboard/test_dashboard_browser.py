@@ -63,6 +63,18 @@ class Desk:
             rows = conn.execute("SELECT action, actor FROM control_actions ORDER BY id").fetchall()
         return [(action, actor) for action, actor in rows]
 
+    def operator_actions_since(self, before: int) -> list[tuple[str, str]]:
+        """The control actions recorded after the first `before`, less the circuit breakers' own: at `--speed 0`
+        the engine trades on between two clicks, and a breaker may halt it at any bar (it records that itself)."""
+        return [row for row in self.control_actions()[before:] if not row[1].startswith("circuit_breaker:")]
+
+    def assert_resumed(self) -> None:
+        """Active after a resume, unless a circuit breaker has halted it since (its record says so)."""
+        status = self.api_get("/trading/status").json()
+        if status["status"] != "active":
+            assert status["status"] == "halted", status
+            assert status["actor"].startswith("circuit_breaker:"), status
+
     def fill_exists(self, fill_id: str) -> bool:
         with psycopg.connect(self.database_url) as conn:
             return conn.execute("SELECT 1 FROM fills WHERE id = %s", (fill_id,)).fetchone() is not None
@@ -223,17 +235,17 @@ def test_halt_and_resume_from_the_page_change_the_state_and_record_the_operator(
 
     expect(page.locator("#trading-state")).to_have_attribute("data-state", "halted")
     assert desk.api_get("/trading/status").json()["status"] == "halted"
-    assert desk.control_actions()[before:] == [("halt", f"dashboard:{OPERATOR}")]
+    assert desk.operator_actions_since(before) == [("halt", f"dashboard:{OPERATOR}")]
 
     page.click("[data-command=resume]")
 
     expect(page.locator("#trading-state")).to_have_attribute("data-state", "active")
-    assert desk.api_get("/trading/status").json()["status"] == "active"
-    assert desk.control_actions()[before:] == [
+    desk.assert_resumed()
+    assert desk.operator_actions_since(before) == [
         ("halt", f"dashboard:{OPERATOR}"),
         ("resume", f"dashboard:{OPERATOR}"),
     ]
-    expect(page.locator("#control-actions tbody tr").first).to_contain_text(f"dashboard:{OPERATOR}")
+    expect(page.locator("#control-actions tbody")).to_contain_text(f"dashboard:{OPERATOR}")
     visit.assert_only_this_host_and_no_errors()
 
 
@@ -246,13 +258,13 @@ def test_flatten_needs_its_confirmation(visit: Visit, desk: Desk) -> None:
     page.click("#flatten-cancel")
 
     expect(page.locator("#flatten-dialog")).to_be_hidden()
-    assert desk.control_actions()[before:] == []
+    assert desk.operator_actions_since(before) == []
 
     page.click("#flatten")
     page.click("#flatten-confirm")
 
     expect(page.locator("#control-result")).to_contain_text("flatten")
-    assert desk.control_actions()[before:] == [("flatten", f"dashboard:{OPERATOR}")]
+    assert desk.operator_actions_since(before) == [("flatten", f"dashboard:{OPERATOR}")]
     visit.assert_only_this_host_and_no_errors()
 
 
@@ -270,10 +282,11 @@ def test_reduce_only_and_a_profile_switch_from_the_page_are_applied_and_recorded
     page.click("[data-command=resume]")
     expect(page.locator("#trading-state")).to_have_attribute("data-state", "active")
 
-    status = desk.api_get("/trading/status").json()
-    assert (status["status"], status["profile"]) == ("active", "conservative")
+    assert desk.api_get("/trading/status").json()["profile"] == "conservative"
+    # Under conservative limits a daily-loss breaker may well halt the engine right after the resume.
+    desk.assert_resumed()
     actor = f"dashboard:{OPERATOR}"
-    assert desk.control_actions()[before:] == [("reduce", actor), ("profile", actor), ("resume", actor)]
+    assert desk.operator_actions_since(before) == [("reduce", actor), ("profile", actor), ("resume", actor)]
     visit.assert_only_this_host_and_no_errors()
 
 
