@@ -9,6 +9,8 @@ import time
 from collections.abc import Iterable
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from live.control import (
     KILL_SWITCH_ON,
@@ -28,7 +30,12 @@ class RedisStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        # One immediate retry (a pooled connection Redis dropped is reconnected transparently), never redis-py's
+        # default of three retries with exponential backoff: that held a kill-switch read, or the command thread's
+        # resubscription after Redis came back, for seconds. Our own loops pace the retries during an outage.
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=1.0, socket_connect_timeout=1.0, retry=Retry(NoBackoff(), 1)
+        )
         self.db = int(self.client.connection_pool.connection_kwargs.get("db", 0) or 0)
         self.events_channel = keys.events_channel(self.db)
         self.control_channel = keys.control_channel(self.db)

@@ -112,6 +112,12 @@ class ControlDesk:
                 (datetime.now(UTC), action, reason),
             )
 
+    def engine_listens(self) -> bool:
+        """Whether an engine is subscribed to the control channel (after a Redis restart it subscribes again)."""
+        channel = keys.control_channel(self.db)
+        counts = dict(self.redis.pubsub_numsub(channel))
+        return int(counts.get(channel.encode(), counts.get(channel, 0))) >= 1
+
     def _command(self, command: str, reason: str, timeout: float) -> dict[str, Any]:
         command_id = uuid.uuid4().hex
         listeners = self.redis.publish(

@@ -133,6 +133,8 @@ def test_with_redis_down_no_order_is_submitted_and_trading_recovers_when_it_is_b
             lambda: _heartbeat_age(private_redis, "execution") < 2, timeout=20, what="heartbeats again"
         )
         desk = ControlDesk(redis_url=private_redis.url, database_url=url)
+        # The heartbeats come from another thread than the commands: an operator's command needs the latter.
+        eventually(desk.engine_listens, timeout=10, what="the engine to listen for commands again")
         breaker_resumes: list[tuple[str | None, str | None]] = []
 
         def trading_again() -> int:
