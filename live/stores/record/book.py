@@ -21,6 +21,7 @@ from live.stores.record.statements import (
     insert_sql,
     le_bucket_sql,
     optional_decimal,
+    rows_of,
 )
 
 ORDER_COLUMNS = (
@@ -111,8 +112,7 @@ def _fills(rows: list[Row]) -> list[Fill]:
     return [fill_from_row(row) for row in rows]
 
 
-def _fill_rows(rows: list[Row]) -> list[FillRow]:
-    return [FillRow._make(row) for row in rows]
+_fill_rows = rows_of(FillRow._make)
 
 
 _FILLS_SELECT = f"SELECT {column_list(FILL_COLUMNS)} FROM fills"
@@ -279,8 +279,7 @@ class EquityPoint(NamedTuple):
     high_water_mark: Decimal
 
 
-def _equity_points(rows: list[Row]) -> list[EquityPoint]:
-    return [EquityPoint._make(row) for row in rows]
+_equity_points = rows_of(EquityPoint._make)
 
 
 def equity_curve(*, points: int) -> Query[list[EquityPoint]]:
@@ -312,8 +311,7 @@ class RejectedOrder(NamedTuple):
     reason: str
 
 
-def _rejected(rows: list[Row]) -> list[RejectedOrder]:
-    return [RejectedOrder._make(row) for row in rows]
+_rejected = rows_of(RejectedOrder._make)
 
 
 def recent_rejections(*, limit: int) -> Query[list[RejectedOrder]]:

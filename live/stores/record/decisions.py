@@ -17,6 +17,7 @@ from live.stores.record.statements import (
     column_list,
     insert_sql,
     optional_str,
+    rows_of,
 )
 
 CONTROL_ACTION_COLUMNS = ("id", "timestamp", "action", "actor", "reason", "value")
@@ -101,8 +102,7 @@ class RecordedControlAction(NamedTuple):
     value: str
 
 
-def _control_actions(rows: list[Row]) -> list[RecordedControlAction]:
-    return [RecordedControlAction._make(row) for row in rows]
+_control_actions = rows_of(RecordedControlAction._make)
 
 
 def recent_control_actions(*, limit: int) -> Query[list[RecordedControlAction]]:

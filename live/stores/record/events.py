@@ -19,6 +19,7 @@ from live.stores.record.statements import (
     column_list,
     insert_sql,
     le_bucket_sql,
+    rows_of,
 )
 
 RISK_EVENT_COLUMNS = ("id", "timestamp", "code", "detail", "symbol", "halts_trading", "recorded_at")
@@ -72,8 +73,7 @@ class RecordedRiskEvent(NamedTuple):
     halts_trading: bool
 
 
-def _risk_events(rows: list[Row]) -> list[RecordedRiskEvent]:
-    return [RecordedRiskEvent._make(row) for row in rows]
+_risk_events = rows_of(RecordedRiskEvent._make)
 
 
 def recent_risk_events(*, limit: int) -> Query[list[RecordedRiskEvent]]:
@@ -94,8 +94,7 @@ class BreakerTrips(NamedTuple):
     last_trip: datetime
 
 
-def _breaker_trips(rows: list[Row]) -> list[BreakerTrips]:
-    return [BreakerTrips._make(row) for row in rows]
+_breaker_trips = rows_of(BreakerTrips._make)
 
 
 def breaker_trips() -> Query[list[BreakerTrips]]:
@@ -115,8 +114,7 @@ class RecordedRegimeChange(NamedTuple):
     model: str
 
 
-def _regime_changes(rows: list[Row]) -> list[RecordedRegimeChange]:
-    return [RecordedRegimeChange._make(row) for row in rows]
+_regime_changes = rows_of(RecordedRegimeChange._make)
 
 
 def recent_regime_changes(*, limit: int) -> Query[list[RecordedRegimeChange]]:

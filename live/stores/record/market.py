@@ -15,6 +15,7 @@ from live.stores.record.statements import (
     Query,
     Row,
     column_list,
+    rows_of,
 )
 
 BAR_COLUMNS = ("timestamp", "symbol", "open", "high", "low", "close", "volume", "spread")
@@ -52,8 +53,7 @@ class RecordedSignal(NamedTuple):
 SIGNAL_COLUMNS: tuple[str, ...] = RecordedSignal._fields
 
 
-def _signals(rows: list[Row]) -> list[RecordedSignal]:
-    return [RecordedSignal._make(row) for row in rows]
+_signals = rows_of(RecordedSignal._make)
 
 
 def recent_signals(

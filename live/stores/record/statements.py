@@ -132,6 +132,15 @@ async def copy_async(on: AsyncTarget, statement: Copy) -> None:
             await stream.write(chunk)
 
 
+def rows_of(make: Callable[[Row], T]) -> Callable[[list[Row]], list[T]]:
+    """A decoder of every row by `make` (a row type's `_make`)."""
+
+    def decode(rows: list[Row]) -> list[T]:
+        return [make(row) for row in rows]
+
+    return decode
+
+
 def first_value(rows: list[Row]) -> Any:
     return rows[0][0] if rows else None
 
