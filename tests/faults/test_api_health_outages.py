@@ -79,16 +79,7 @@ def test_a_halt_asked_for_while_redis_is_down_still_holds_once_redis_is_back(
     url = private_database_url
     desk = start_desk(tmp_path / "home", database_url=url, redis_url=private_redis.url, args=IDLE, env=ENV)
     with desk.service:
-        wait_feed_done(desk.service)
-        _health_when(desk, 200)
-        private_redis.stop()
-        _health_when(desk, 503, redis="unhealthy")
-        response = httpx.post(
-            f"{desk.api_url}/trading/halt", json={"reason": "Redis is down"}, headers=desk.auth, timeout=30
-        )
-        # Documented: the halt is stored in PostgreSQL, trading is halted while Redis is down.
-        assert response.status_code == 503, response.text
-        assert "recorded in PostgreSQL" in response.text
+        _halt_with_redis_down(desk, private_redis, reason="Redis is down")
         assert scalar(url, "SELECT action FROM control_actions ORDER BY id DESC LIMIT 1") == "halt"
         private_redis.start()
         _health_when(desk, 200)
@@ -117,6 +108,20 @@ def test_a_halt_answered_while_redis_is_down_is_on_record_even_if_postgresql_cra
         _set_wal_writer_delay(private_postgres, None)
 
 
+def _halt_with_redis_down(desk: Desk, private_redis: PrivateRedis, *, reason: str) -> None:
+    """Stops Redis under a running service and halts through the API: documented, the halt is then stored in
+    PostgreSQL and the API answers 503 saying so."""
+    wait_feed_done(desk.service)
+    _health_when(desk, 200)
+    private_redis.stop()
+    _health_when(desk, 503, redis="unhealthy")
+    response = httpx.post(
+        f"{desk.api_url}/trading/halt", json={"reason": reason}, headers=desk.auth, timeout=30
+    )
+    assert response.status_code == 503, response.text
+    assert "recorded in PostgreSQL" in response.text
+
+
 def _set_wal_writer_delay(cluster: PrivatePostgres, value: str | None) -> None:
     with psycopg.connect(cluster.admin_url, autocommit=True) as conn:
         if value is None:
@@ -130,15 +135,7 @@ def _halt_then_crash(
     desk: Desk, url: str, private_postgres: PrivatePostgres, private_redis: PrivateRedis
 ) -> None:
     with desk.service:
-        wait_feed_done(desk.service)
-        _health_when(desk, 200)
-        private_redis.stop()
-        _health_when(desk, 503, redis="unhealthy")
-        response = httpx.post(
-            f"{desk.api_url}/trading/halt", json={"reason": "both down"}, headers=desk.auth, timeout=30
-        )
-        assert response.status_code == 503, response.text
-        assert "recorded in PostgreSQL" in response.text
+        _halt_with_redis_down(desk, private_redis, reason="both down")
         private_postgres.stop()  # immediate: what was not yet flushed is gone
         private_postgres.start()
         recorded = scalar(url, "SELECT action || ':' || reason FROM control_actions ORDER BY id DESC LIMIT 1")
