@@ -59,6 +59,16 @@ class EventHub:
     def client_count(self) -> int:
         return len(self._subscribers)
 
+    @property
+    def queue_size(self) -> int:
+        """Messages a client may fall behind before it is dropped."""
+        return self._queue_size
+
+    def queued(self) -> tuple[int, int]:
+        """(the deepest client queue, the messages queued over all clients)."""
+        depths = [subscriber.queue.qsize() for subscriber in self._subscribers]
+        return (max(depths, default=0), sum(depths))
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="tradeos-ws-hub")
 

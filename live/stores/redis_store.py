@@ -74,11 +74,14 @@ class RedisStore:
         """Posts the strategy traded (a `live.wire.StrategyStatus` as JSON)."""
         self.client.set(keys.STRATEGY, status_json)
 
-    def heartbeat(self, services: Iterable[str]) -> None:
+    def heartbeat(self, services: Iterable[str], *, queues: str | None = None) -> None:
+        """The services' signs of life, and the engine's queue depths (an `EngineQueues` JSON) beside them."""
         now = str(time.time())
         pipe = self.client.pipeline()
         for service in services:
             pipe.set(keys.heartbeat_key(service), now, ex=60)
+        if queues is not None:
+            pipe.set(keys.ENGINE_QUEUES, queues, ex=60)
         pipe.execute()
 
     def publish(self, messages: list[str], *, snapshot: str | None = None) -> None:
