@@ -124,6 +124,22 @@ CATALOG: Mapping[str, tuple[str, Mapping[str, str]]] = {
             "actor": "who did it",
             "reason": "reason given",
             "value": "new value (e.g. the profile switched to)",
+            "origin": "where it came from: the API client's address, or `engine` for the engine's own",
+        },
+    ),
+    "audit_ledger": (
+        "The tamper-evident audit ledger: one HMAC-SHA256 chained entry per order intent, fill, risk event and "
+        "control action, copied from PostgreSQL (`tradeos audit verify` checks it there).",
+        {
+            "seq": "position in the chain, from 1, without gaps",
+            "recorded_at": f"when the entry was sealed ({_UTC})",
+            "kind": "order, fill, risk_event or control_action",
+            "ref": "id of the covered row in its table (orders, fills, risk_events, control_actions)",
+            "actor": "who: the operator for a control action, `engine` otherwise",
+            "origin": "from where: the API client's address for an operator's action, `engine` otherwise",
+            "payload": "the covered row as sealed, canonical JSON (e.g. a halt's reason is payload->>'reason')",
+            "prev_hash": "hash of the entry before (64 zeros for the first)",
+            "hash": "HMAC-SHA256 of the entry, hex (README, Verifying the audit ledger)",
         },
     ),
     "positions": (

@@ -190,9 +190,28 @@ SYNCED_TABLES: tuple[SyncedTable, ...] = (
             ("actor", "VARCHAR"),
             ("reason", "VARCHAR"),
             ("value", "VARCHAR"),
+            ("origin", "VARCHAR"),
         ),
         key=("id",),
         watermark="timestamp",
+        lookback=_LATE_COMMITS,
+    ),
+    SyncedTable(
+        name="audit_ledger",
+        columns=(
+            ("seq", "BIGINT"),
+            ("recorded_at", _TS),
+            ("kind", "VARCHAR"),
+            ("ref", "VARCHAR"),
+            ("actor", "VARCHAR"),
+            ("origin", "VARCHAR"),
+            ("payload", "VARCHAR"),
+            ("prev_hash", "VARCHAR"),
+            ("hash", "VARCHAR"),
+        ),
+        key=("seq",),
+        # Stamped by each writer (the engine, every API process) on its own clock when it takes the ledger's turn.
+        watermark="recorded_at",
         lookback=_LATE_COMMITS,
     ),
     SyncedTable(
@@ -258,6 +277,9 @@ def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
     """Create the synced tables and the bookkeeping tables if they do not exist yet."""
     for table in SYNCED_TABLES:
         conn.execute(table_ddl(table))
+        # A file an earlier version made gets the columns added since (always at the end, in the record's order).
+        for name, kind in table.columns:
+            conn.execute(f"ALTER TABLE {_quote(table.name)} ADD COLUMN IF NOT EXISTS {_quote(name)} {kind}")
     conn.execute(_SYNC_STATE_DDL)
     conn.execute(_SYNC_LOG_DDL)
     conn.execute(_ROLLUP_RUNS_DDL)

@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     add_strategy_arguments(up)
     up.add_argument("--no-flows", action="store_true", help="do not serve the Prefect flows")
     up.add_argument("--no-api", action="store_true", help="engine only (no HTTP servers)")
-    for module in ("api.cli_flows", "api.cli_backtest", "api.cli_operator"):
+    for module in ("api.cli_flows", "api.cli_backtest", "api.cli_operator", "api.cli_audit"):
         with contextlib.suppress(ImportError):
             __import__(module, fromlist=["register"]).register(sub)
     return parser
@@ -159,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         from api import cli_backtest
 
         return int(cli_backtest.run(args, settings))
+    if args.command == "audit":
+        from api import cli_audit
+
+        return int(cli_audit.run(args, settings))
     from api import cli_operator
 
     return int(cli_operator.run(args, settings))
@@ -230,6 +234,16 @@ def _secure_home(settings: Settings) -> None:
         secure_home(settings.home_dir)
     except EmbeddedError as exc:
         raise StartupError(f"TRADEOS_HOME: {exc}") from None
+
+
+def _audit_key(settings: Settings) -> bytes:
+    """TRADEOS_AUDIT_KEY, or the key file under TRADEOS_HOME (made at the first start)."""
+    from live.stores.audit_key import AuditKeyError, audit_key
+
+    try:
+        return audit_key(settings.stores.audit_key, settings.home_dir)
+    except (AuditKeyError, OSError) as exc:
+        raise StartupError(f"TRADEOS_AUDIT_KEY: {exc}") from None
 
 
 def _check_port_free(host: str, port: int, name: str) -> None:
@@ -324,6 +338,9 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
         _check_port_free(
             settings.api.host, settings.api.dashboard_port, "TRADEOS_DASHBOARD_PORT/--dashboard-port"
         )
+    audit_key = _audit_key(
+        settings
+    )  # before the home is secured: a key file left readable is refused, not fixed
     _secure_home(settings)
     feed = make_feed(args)
     _check_adapters(settings)
@@ -341,6 +358,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
             feed=feed,
             database_url=database_url,
             redis_url=redis_url,
+            audit_key=audit_key,
             options=RunnerOptions(speed=args.speed),
             classifier_loader=_classifier_loader(),
             strategy=strategy,

@@ -41,7 +41,9 @@ from live.control import (
     kill_switch_is_set,
 )
 from live.domain import ControlAction, TradingState
+from live.settings import Settings
 from live.stores import record, redis_keys
+from live.stores.audit_key import audit_key
 
 ACK_TIMEOUT_SECONDS = 2.0
 
@@ -128,6 +130,12 @@ def _posted(raw: bytes | str | None) -> TradingStateRecord | None:
         return None
 
 
+def audit_key_of(settings: Settings) -> bytes:
+    """The key this process seals its ledger entries with (live/stores/audit_key.py); `tradeos up` makes it, if
+    missing, before it starts the APIs."""
+    return audit_key(settings.stores.audit_key, settings.home_dir)
+
+
 def _command_id() -> str:
     return uuid.uuid4().hex
 
@@ -135,9 +143,12 @@ def _command_id() -> str:
 class TradingControl:
     """Halt, resume, reduce-only, flatten and profile changes, as one operator would make them."""
 
-    def __init__(self, *, stores: Stores, default_profile: str) -> None:
+    def __init__(self, *, stores: Stores, default_profile: str, audit_key: bytes | None) -> None:
+        """`audit_key` seals the ledger entries of the actions recorded; None for a control that only reads the
+        status (the Metrics API's), which cannot record an action."""
         self._stores = stores
         self._default_profile = default_profile
+        self._audit_key = audit_key
         self._halt_script = stores.redis.register_script(_HALT_SCRIPT)
 
     @property
@@ -176,7 +187,7 @@ class TradingControl:
             profile=profile,
         )
 
-    async def halt(self, *, actor: str, reason: str) -> TradingStatus:
+    async def halt(self, *, actor: str, origin: str, reason: str) -> TradingStatus:
         """Kill switch on, recorded, engine told; returns once a running engine confirms. Idempotent."""
         now = datetime.now(UTC)
         command = Halt(command_id=_command_id(), actor=actor, reason=reason)
@@ -191,7 +202,12 @@ class TradingControl:
                 # The kill switch is set: the record and the engine's confirmation need not wait for each other.
                 recorded, acknowledged = await asyncio.gather(
                     self._record_halt(
-                        early, already=put.already, command=command, at=now, held_by_redis=True
+                        early,
+                        already=put.already,
+                        command=command,
+                        origin=origin,
+                        at=now,
+                        held_by_redis=True,
                     ),
                     self._acknowledged(put.sent),
                 )
@@ -209,7 +225,7 @@ class TradingControl:
                     halted, profile=current.profile, engine_acknowledged=acknowledged
                 ).model_copy(update={"strategy": current.strategy})
             recorded = await self._record_halt(
-                early, already=False, command=command, at=now, held_by_redis=False
+                early, already=False, command=command, origin=origin, at=now, held_by_redis=False
             )
         if isinstance(recorded, StoreUnavailable):
             raise StoreUnavailable("redis and postgres", recorded) from recorded
@@ -246,7 +262,14 @@ class TradingControl:
         )
 
     async def _record_halt(
-        self, early: EarlyConnection, *, already: bool, command: Halt, at: datetime, held_by_redis: bool
+        self,
+        early: EarlyConnection,
+        *,
+        already: bool,
+        command: Halt,
+        origin: str,
+        at: datetime,
+        held_by_redis: bool,
     ) -> StoreUnavailable | None:
         """Records the halt. Once the kill switch is set (`held_by_redis`), the record need not wait for the disk
         (see `_record`); without it the record is all that holds the halt, and it waits."""
@@ -256,6 +279,7 @@ class TradingControl:
             await self._record(
                 action="halt",
                 actor=command.actor,
+                origin=origin,
                 reason=command.reason,
                 at=at,
                 early=early,
@@ -265,12 +289,12 @@ class TradingControl:
             return exc
         return None
 
-    async def resume(self, *, actor: str, reason: str) -> TradingStatus:
+    async def resume(self, *, actor: str, origin: str, reason: str) -> TradingStatus:
         """Recorded, kill switch cleared, engine told; the only way out of a halt. Idempotent."""
         now = datetime.now(UTC)
         current = await self._redis_state()
         if current.kill_switch or current.state is not TradingState.ACTIVE:
-            await self._record(action="resume", actor=actor, reason=reason, at=now)
+            await self._record(action="resume", actor=actor, origin=origin, reason=reason, at=now)
             async with redis_errors(), self._stores.redis.pipeline(transaction=True) as pipe:
                 pipe.delete(redis_keys.KILL_SWITCH)
                 pipe.set(redis_keys.TRADING_STATE, _state_json(TradingState.ACTIVE, now, reason, actor))
@@ -278,7 +302,7 @@ class TradingControl:
         acknowledged = await self._command(Resume(command_id=_command_id(), actor=actor, reason=reason))
         return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
 
-    async def reduce(self, *, actor: str, reason: str) -> TradingStatus:
+    async def reduce(self, *, actor: str, origin: str, reason: str) -> TradingStatus:
         """Reduce-only: no new exposure, exits still managed. Refused while halted (it would loosen the halt)."""
         now = datetime.now(UTC)
         current = await self._redis_state()
@@ -287,7 +311,7 @@ class TradingControl:
                 "trading is halted; resume first (POST /trading/resume), or flatten to close positions"
             )
         if current.state is not TradingState.REDUCE_ONLY:
-            await self._record(action="reduce", actor=actor, reason=reason, at=now)
+            await self._record(action="reduce", actor=actor, origin=origin, reason=reason, at=now)
             async with redis_errors():
                 await self._stores.redis.set(
                     redis_keys.TRADING_STATE, _state_json(TradingState.REDUCE_ONLY, now, reason, actor)
@@ -295,15 +319,15 @@ class TradingControl:
         acknowledged = await self._command(Reduce(command_id=_command_id(), actor=actor, reason=reason))
         return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
 
-    async def flatten(self, *, actor: str, reason: str) -> TradingStatus:
+    async def flatten(self, *, actor: str, origin: str, reason: str) -> TradingStatus:
         """Closes every position at market, also while halted; needs a running engine."""
         if not await self._engine_alive():
             raise EngineNotRunning("no engine is running (no fresh heartbeat): nothing can be flattened now")
-        await self._record(action="flatten", actor=actor, reason=reason, at=datetime.now(UTC))
+        await self._record(action="flatten", actor=actor, origin=origin, reason=reason, at=datetime.now(UTC))
         acknowledged = await self._command(Flatten(command_id=_command_id(), actor=actor, reason=reason))
         return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
 
-    async def set_profile(self, *, actor: str, profile: str, reason: str) -> ProfileResponse:
+    async def set_profile(self, *, actor: str, origin: str, profile: str, reason: str) -> ProfileResponse:
         """Recorded (when it changes the profile in force), stored as the active profile, engine told.
 
         Switches are applied one at a time, across API processes (a PostgreSQL advisory lock): the check against
@@ -317,6 +341,7 @@ class TradingControl:
                 await self._record(
                     action="profile",
                     actor=actor,
+                    origin=origin,
                     reason=reason,
                     value=profile,
                     at=datetime.now(UTC),
@@ -401,6 +426,7 @@ class TradingControl:
         *,
         action: str,
         actor: str,
+        origin: str,
         reason: str,
         at: datetime,
         value: str = "",
@@ -408,23 +434,29 @@ class TradingControl:
         early: EarlyConnection | None = None,
         wait_for_flush: bool = True,
     ) -> None:
-        """Records the action. `wait_for_flush=False` is for a halt only: its commit then does not wait for the WAL
-        flush, which at full engine speed queues behind the engine's COPY batches (10-130 ms, the slowest part of a
-        halt once the engine answers promptly). A halt is set in the Redis kill switch before it is recorded, so a
-        PostgreSQL crash in the fraction of a second before the flush can lose this line of the record, never the
-        halt: a running engine has it in force and its gate reads the switch before every order; a restarted one
-        halts on the switch and records that halt itself. And the line is durable within a fraction of a second
-        anyway (`execute_unflushed_async`; at full speed the engine's own commits, every 0.25 s, flush it)."""
-        statement = record.decisions.insert_control_action(
-            ControlAction(timestamp=at, action=action, actor=actor, reason=reason, value=value)
+        """Records the action with its audit ledger entry, in one transaction (record.audit). `wait_for_flush=False`
+        is for a halt only: its commit then does not wait for the WAL flush, which at full engine speed queues
+        behind the engine's COPY batches (10-130 ms, the slowest part of a halt once the engine answers promptly).
+        A halt is set in the Redis kill switch before it is recorded, so a PostgreSQL crash in the fraction of a
+        second before the flush can lose this line of the record (with its ledger entry), never the halt: a running
+        engine has it in force and its gate reads the switch before every order; a restarted one halts on the switch
+        and records that halt itself. And the line is durable within a fraction of a second anyway (at full speed
+        the engine's own commits, every 0.25 s, flush it). The ledger's turn is taken after the kill switch is set:
+        a wait for it never delays the halt itself."""
+        if self._audit_key is None:
+            raise RuntimeError(
+                "this TradingControl reads the status only: it has no audit key to record with"
+            )
+        action_row = ControlAction(
+            timestamp=at, action=action, actor=actor, reason=reason, value=value, origin=origin
         )
         if early is not None:
             conn = await early.connection()
         if conn is not None:
-            await _execute(conn, statement, wait_for_flush=wait_for_flush)
+            await _record_sealed(conn, action_row, key=self._audit_key, wait_for_flush=wait_for_flush)
             return
         async with self._stores.postgres() as own:
-            await _execute(own, statement, wait_for_flush=wait_for_flush)
+            await _record_sealed(own, action_row, key=self._audit_key, wait_for_flush=wait_for_flush)
 
     async def _recorded_strategy(self) -> StrategyStatus | None:
         try:
@@ -522,14 +554,11 @@ def _strategy(raw: bytes | str | None) -> StrategyStatus | None:
         return None
 
 
-async def _execute(
-    conn: psycopg.AsyncConnection, statement: record.Statement, *, wait_for_flush: bool
+async def _record_sealed(
+    conn: psycopg.AsyncConnection, action: ControlAction, *, key: bytes, wait_for_flush: bool
 ) -> None:
     try:
-        if wait_for_flush:
-            await record.execute_async(conn, statement)
-        else:
-            await record.execute_unflushed_async(conn, statement)
+        await record.audit.record_control_action_async(conn, action, key=key, wait_for_flush=wait_for_flush)
     except psycopg.OperationalError as exc:
         raise StoreUnavailable("postgres", exc) from exc
 

@@ -61,3 +61,13 @@ async def get_actor(
 
 
 ActorDep = Annotated[str, Depends(get_actor)]
+
+
+async def get_origin(request: Request) -> str:
+    """Where a control action came from, for the audit ledger: the client address of the connection (a proxy's
+    own, behind one: no forwarded header is trusted)."""
+    client = request.client
+    return client.host if client is not None else "unknown"
+
+
+OriginDep = Annotated[str, Depends(get_origin)]

@@ -354,7 +354,7 @@ def _lifespan(settings: Settings) -> Any:
         )
         app.state.record = RecordAccess(
             stores=stores,
-            control=TradingControl(stores=stores, default_profile=settings.engine.profile),
+            control=TradingControl(stores=stores, default_profile=settings.engine.profile, audit_key=None),
             exposition=prometheus.Exposition(FlowRuns(settings)),
         )
         try:

@@ -21,8 +21,15 @@ from api import reads
 from api.access_log import AccessLogMiddleware, AccessLogRecorder
 from api.auth import redact_server_logs
 from api.browser_session import install_browser_session
-from api.control import EngineNotRunning, EngineRefused, EngineTimeout, TradingControl, TradingHalted
-from api.deps import ActorDep, ControlDep, SettingsDep, StoresDep, TokenDep
+from api.control import (
+    EngineNotRunning,
+    EngineRefused,
+    EngineTimeout,
+    TradingControl,
+    TradingHalted,
+    audit_key_of,
+)
+from api.deps import ActorDep, ControlDep, OriginDep, SettingsDep, StoresDep, TokenDep
 from api.docs import add_docs_routes
 from api.http_protocol import DEFAULT_HEADER_READ_TIMEOUT_SECONDS, protocol_with_header_read_timeout
 from api.request_limits import install_request_limits
@@ -170,37 +177,47 @@ async def trading_status(control: ControlDep) -> TradingStatus:
 
 
 @router.post("/trading/halt", response_model=TradingStatus, responses=_COMMAND_ERRORS)
-async def halt(control: ControlDep, actor: ActorDep, body: OptionalReason = None) -> TradingStatus:
+async def halt(
+    control: ControlDep, actor: ActorDep, origin: OriginDep, body: OptionalReason = None
+) -> TradingStatus:
     """Stops all order submission; returns once a running engine has confirmed. Idempotent.
 
     With no engine running, the halt is stored and recorded (`engine_acknowledged: false`) and the engine starts
     halted. A 503 means the halt is stored but could not be confirmed or recorded: trading stays halted.
     """
-    return await control.halt(actor=actor, reason=body.reason if body else "")
+    return await control.halt(actor=actor, origin=origin, reason=body.reason if body else "")
 
 
 @router.post("/trading/resume", response_model=TradingStatus, responses=_COMMAND_ERRORS)
-async def resume(control: ControlDep, actor: ActorDep, body: OptionalReason = None) -> TradingStatus:
+async def resume(
+    control: ControlDep, actor: ActorDep, origin: OriginDep, body: OptionalReason = None
+) -> TradingStatus:
     """Lifts a halt or reduce-only; the only way out of a halt. Idempotent."""
-    return await control.resume(actor=actor, reason=body.reason if body else "")
+    return await control.resume(actor=actor, origin=origin, reason=body.reason if body else "")
 
 
 @router.post("/trading/reduce", response_model=TradingStatus, responses=_COMMAND_ERRORS)
-async def reduce_only(control: ControlDep, actor: ActorDep, body: OptionalReason = None) -> TradingStatus:
+async def reduce_only(
+    control: ControlDep, actor: ActorDep, origin: OriginDep, body: OptionalReason = None
+) -> TradingStatus:
     """Reduce-only: no new exposure, exits and stops still managed. 409 while halted."""
-    return await control.reduce(actor=actor, reason=body.reason if body else "")
+    return await control.reduce(actor=actor, origin=origin, reason=body.reason if body else "")
 
 
 @router.post("/trading/flatten", response_model=TradingStatus, responses=_COMMAND_ERRORS)
-async def flatten(control: ControlDep, actor: ActorDep, body: FlattenRequest) -> TradingStatus:
+async def flatten(
+    control: ControlDep, actor: ActorDep, origin: OriginDep, body: FlattenRequest
+) -> TradingStatus:
     """Closes every position at market, also while halted (the state is unchanged). Needs `{"confirm": true}`."""
-    return await control.flatten(actor=actor, reason=body.reason)
+    return await control.flatten(actor=actor, origin=origin, reason=body.reason)
 
 
 @router.post("/profile", response_model=ProfileResponse, responses=_COMMAND_ERRORS)
-async def set_profile(control: ControlDep, actor: ActorDep, body: ProfileRequest) -> ProfileResponse:
+async def set_profile(
+    control: ControlDep, actor: ActorDep, origin: OriginDep, body: ProfileRequest
+) -> ProfileResponse:
     """Switches the risk profile (conservative, balanced, aggressive)."""
-    return await control.set_profile(actor=actor, profile=body.profile, reason=body.reason)
+    return await control.set_profile(actor=actor, origin=origin, profile=body.profile, reason=body.reason)
 
 
 @router.post("/trading/strategy", response_model=StrategyResponse, responses=_COMMAND_ERRORS)
@@ -262,6 +279,7 @@ def create_app(
     database_url = settings.stores.database_url.get_secret_value()
     redis_url = settings.stores.redis_url.get_secret_value()
     recorder = AccessLogRecorder(flush_interval=access_log_flush_interval)
+    audit_key = audit_key_of(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -269,7 +287,9 @@ def create_app(
         hub = EventHub(stores=stores, queue_size=ws_queue_size, portfolio_interval=portfolio_interval)
         app.state.stores = stores
         app.state.hub = hub
-        app.state.control = TradingControl(stores=stores, default_profile=settings.engine.profile)
+        app.state.control = TradingControl(
+            stores=stores, default_profile=settings.engine.profile, audit_key=audit_key
+        )
         census = ClientCensus(stores=stores, hub=hub)
         hub.start()
         census.start()

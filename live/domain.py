@@ -149,11 +149,13 @@ class EquitySnapshot:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ControlAction:
-    """An operator's action: halt, resume, reduce, flatten or a profile change; who, when, why."""
+    """An operator's action: halt, resume, reduce, flatten or a profile change; who, when, why, and from where
+    (the client address of the API request; `engine` for the engine's own)."""
 
     timestamp: datetime
     action: str
     actor: str
     reason: str = ""
     value: str = ""
+    origin: str = "engine"
     extra: dict[str, str] = field(default_factory=dict)

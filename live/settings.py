@@ -23,6 +23,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 ProfileName = Literal["conservative", "balanced", "aggressive"]
 PROFILE_NAMES: tuple[str, ...] = ("conservative", "balanced", "aggressive")
 ENV_PREFIX = "TRADEOS_"
+MIN_AUDIT_KEY_LENGTH = 32
 _ORIGIN = re.compile(r"https?://[^\s/,]+")
 
 # Shared by every group: the same prefix, the same `.env`, and no value echoed in a validation error.
@@ -73,7 +74,8 @@ class EngineSettings(BaseSettings):
 
 
 class StoreSettings(BaseSettings):
-    """Where the system of record and the live state are; unset means the embedded server under TRADEOS_HOME."""
+    """Where the system of record and the live state are (unset means the embedded server under TRADEOS_HOME),
+    and the key that seals the record's audit ledger."""
 
     model_config = _FROM_ENVIRONMENT
 
@@ -82,8 +84,24 @@ class StoreSettings(BaseSettings):
         default=None, description="PostgreSQL URL; unset = embedded server."
     )
     redis_url: SecretStr | None = Field(default=None, description="Redis URL; unset = embedded server.")
+    audit_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key of the audit ledger (at least 32 characters); unset = a random key generated once "
+        "in TRADEOS_HOME/audit.key (0600).",
+    )
 
-    _empty_url_is_unset = field_validator("database_url", "redis_url", mode="before")(_unset_if_empty)
+    _empty_url_is_unset = field_validator("database_url", "redis_url", "audit_key", mode="before")(
+        _unset_if_empty
+    )
+
+    @field_validator("audit_key")
+    @classmethod
+    def _audit_key_is_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_AUDIT_KEY_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_AUDIT_KEY_LENGTH} characters (e.g. `openssl rand -hex 32`)"
+            )
+        return value
 
 
 class ApiSettings(BaseSettings):

@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from api import operator
 from api.auth import redact_server_logs
 from api.browser_session import CSRF_HEADER, csrf_for, install_browser_session
-from api.control import TradingControl
+from api.control import TradingControl, audit_key_of
 from api.dashboard.overview import Overview, read_overview
 from api.dashboard.rolling_ic import RollingIc, RollingIcReader
 from api.deps import SettingsDep, StoresDep, TokenDep
@@ -180,12 +180,15 @@ def create_app(settings: Settings) -> FastAPI:
         raise ValueError("the dashboard needs resolved TRADEOS_DATABASE_URL and TRADEOS_REDIS_URL")
     database_url = settings.stores.database_url.get_secret_value()
     redis_url = settings.stores.redis_url.get_secret_value()
+    audit_key = audit_key_of(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         stores = await Stores.open(database_url=database_url, redis_url=redis_url)
         app.state.stores = stores
-        app.state.control = TradingControl(stores=stores, default_profile=settings.engine.profile)
+        app.state.control = TradingControl(
+            stores=stores, default_profile=settings.engine.profile, audit_key=audit_key
+        )
         try:
             yield
         finally:

@@ -15,6 +15,7 @@ STALE_FEED = "STALE_FEED"
 STRATEGY_FAULT = "STRATEGY_FAULT"  # the strategy broke its contract (live/engine.py): trading halts
 POSTGRES_UNREACHABLE = "POSTGRES_UNREACHABLE"
 REDIS_UNREACHABLE = "REDIS_UNREACHABLE"
+AUDIT_CHAIN_BROKEN = "AUDIT_CHAIN_BROKEN"  # the audit ledger does not verify (live/service/ledger_watch.py)
 
 
 def check_book(

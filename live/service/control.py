@@ -3,7 +3,8 @@
 The command thread only reads the control channel, applies each command under the engine lock between two steps
 and acknowledges it: it touches no PostgreSQL and nothing slow, so a halt is in force as soon as the thread gets
 the message. The housekeeping thread polls the kill switch, writes the heartbeats, hot-loads a promoted regime
-model, trips the stale-feed breaker and reconciles the state when Redis comes back (a PostgreSQL read).
+model, trips the stale-feed breaker, reconciles the state when Redis comes back (a PostgreSQL read) and re-verifies
+the audit ledger (ledger_watch.py).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from live.regime import RegimeClassifier
 from live.risk import breakers
 from live.risk.kill_switch import POLL_SECONDS, kill_switch_halt
 from live.service.book import Book
+from live.service.ledger_watch import LedgerWatch
 from live.service.outages import Outages
 from live.service.pacing import Pulse, StaleFeedWatch
 from live.service.publisher import Publisher
@@ -144,7 +146,8 @@ class CommandServer:
 
 
 class Housekeeping:
-    """Kill-switch poll, heartbeats, model hot-load, the stale-feed breaker, Redis's return."""
+    """Kill-switch poll, heartbeats, model hot-load, the stale-feed breaker, Redis's return, the audit ledger's
+    re-verification."""
 
     def __init__(
         self,
@@ -157,6 +160,7 @@ class Housekeeping:
         pulse: Pulse,
         stale_feed: StaleFeedWatch,
         models: ModelWatch,
+        ledger: LedgerWatch,
         stop: threading.Event,
     ) -> None:
         self._redis_url = redis_url
@@ -167,6 +171,7 @@ class Housekeeping:
         self._pulse = pulse
         self._stale_feed = stale_feed
         self._models = models
+        self._ledger = ledger
         self._stop = stop
 
     def run(self) -> None:
@@ -208,6 +213,7 @@ class Housekeeping:
                         self._models.maybe_load(self._book)
                     if self._stale_feed.newly_stale():
                         self._trip_stale_feed()
+                    self._ledger.maybe_check(pg)
                 except Exception:
                     log.exception("housekeeping: unexpected error; going on")
                     self._stop.wait(0.2)

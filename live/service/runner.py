@@ -31,6 +31,7 @@ from live.risk.kill_switch import KILL_SWITCH_ACTOR, KILL_SWITCH_REASON, KillSwi
 from live.service.book import Book
 from live.service.control import CommandServer, Housekeeping, ModelWatch, halt_by_kill_switch
 from live.service.lease import Lease
+from live.service.ledger_watch import LedgerWatch
 from live.service.outages import Outages
 from live.service.pacing import Pacer, Pulse, StaleFeedWatch
 from live.service.publisher import Publisher
@@ -74,6 +75,7 @@ class EngineRunner:
         feed: Feed,
         database_url: str,
         redis_url: str,
+        audit_key: bytes,
         options: RunnerOptions | None = None,
         classifier_loader: Callable[[Path], RegimeClassifier | None] | None = None,
         strategy: StrategyChoice | None = None,
@@ -84,6 +86,7 @@ class EngineRunner:
         self.feed = feed
         self.database_url = database_url
         self.redis_url = redis_url
+        self.audit_key = audit_key
         self.options = options or RunnerOptions()
         self.holder = self.options.holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.models = ModelWatch(loader=classifier_loader, models_dir=models_dir)
@@ -100,7 +103,7 @@ class EngineRunner:
         """Blocks until stopped. Waits (standby) while another engine holds the lease."""
         if stop is not None:
             self.stop_event = stop
-        pg = PostgresStore(self.database_url)
+        pg = PostgresStore(self.database_url, audit_key=self.audit_key)
         store = RedisStore(self.redis_url)
         try:
             apply_migrations(pg.conn)
@@ -243,6 +246,7 @@ class _Service:
                 grace_seconds=settings.stale_feed_seconds,
             ),
             models=runner.models,
+            ledger=LedgerWatch(key=runner.audit_key, book=self.book),
             stop=self.stop,
         )
         self.nothing_to_trade = _say_what_was_committed_before(self.feed, recovered.last_bar_ts)

@@ -4,7 +4,6 @@ The statements themselves and their row mappings are in live/stores/record.py, s
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -13,7 +12,8 @@ from typing import Any
 
 import psycopg
 
-from live.domain import ControlAction, Fill, Order, RiskEvent, TradingState
+from live.audit import Pending
+from live.domain import Fill, Order, TradingState
 from live.engine import Outbox
 from live.stores import record
 from live.strategy.loading import StrategyChoice
@@ -76,10 +76,13 @@ class EngineRecord:
 
 
 class PostgresStore:
-    """The engine's connection to the system of record. Not thread-safe: one per thread."""
+    """The engine's connection to the system of record. Not thread-safe: one per thread. `audit_key` seals the
+    ledger entries of what this connection writes (`write_outbox`); a connection that writes no covered row
+    (the lease thread's) has none."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, audit_key: bytes | None = None) -> None:
         self.url = url
+        self.audit_key = audit_key
         self.conn = connect(url)
         self.conn.autocommit = True
 
@@ -171,13 +174,6 @@ class PostgresStore:
             ),
         )
 
-    def record_control_action(self, action: ControlAction) -> None:
-        record.execute(self.conn, record.decisions.insert_control_action(action))
-
-    def record_risk_events(self, events: Sequence[RiskEvent]) -> None:
-        with self.conn.transaction():
-            record.execute_many(self.conn, record.events.insert_risk_events(events))
-
     def write_outbox(
         self,
         outbox: Outbox,
@@ -206,20 +202,33 @@ class PostgresStore:
                 record.copy(cur, record.market.copy_signals(outbox.signal_rows))
             if outbox.equity:
                 record.copy(cur, record.book.copy_equity(outbox.equity, high_water_mark=high_water_mark))
+            sealed: list[Pending] = []
             if outbox.orders:
-                record.execute_many(
-                    cur, record.book.insert_orders(outbox.orders, latencies_us=outbox.latencies_us)
+                written = _ids(
+                    record.fetch_many(
+                        cur, record.book.insert_orders(outbox.orders, latencies_us=outbox.latencies_us)
+                    )
                 )
+                sealed += [record.audit.order_entry(o) for o in outbox.orders if o.id in written]
             if outbox.order_updates:
                 record.execute_many(cur, record.book.update_order_statuses(outbox.order_updates))
             if outbox.fills:
-                record.execute_many(cur, record.book.insert_fills(outbox.fills))
+                written = _ids(record.fetch_many(cur, record.book.insert_fills(outbox.fills)))
+                sealed += [record.audit.fill_entry(f) for f in outbox.fills if f.id in written]
             if outbox.risk_events:
-                record.execute_many(cur, record.events.insert_risk_events(outbox.risk_events))
+                ids = record.fetch_many(cur, record.events.insert_risk_events(outbox.risk_events))
+                sealed += [
+                    record.audit.risk_event_entry(row_id, event)
+                    for (row_id,), event in zip(ids, outbox.risk_events, strict=True)
+                ]
             if outbox.regime_changes:
                 record.execute_many(cur, record.events.insert_regime_changes(outbox.regime_changes))
             if outbox.control_actions:
-                record.execute_many(cur, record.decisions.insert_control_actions(outbox.control_actions))
+                ids = record.fetch_many(cur, record.decisions.insert_control_actions(outbox.control_actions))
+                sealed += [
+                    record.audit.control_action_entry(row_id, action)
+                    for (row_id,), action in zip(ids, outbox.control_actions, strict=True)
+                ]
             if positions:
                 record.execute_many(
                     cur, record.book.upsert_positions(positions, updated_at=outbox.last_bar_ts)
@@ -233,3 +242,15 @@ class PostgresStore:
                     trading_state=trading_state,
                 ),
             )
+            if sealed:
+                # Last, so the ledger lock is held only from here to the commit.
+                record.audit.append(cur, sealed, key=self._sealing_key())
+
+    def _sealing_key(self) -> bytes:
+        if self.audit_key is None:
+            raise RuntimeError("this PostgresStore has no audit key: it cannot write rows the ledger covers")
+        return self.audit_key
+
+
+def _ids(rows: list[tuple[Any, ...]]) -> set[str]:
+    return {str(row[0]) for row in rows}

@@ -2,7 +2,8 @@
 
 One module per group of tables (`lease`: engine_lease and engine_state; `decisions`: control_actions; `book`:
 orders, fills, positions, equity; `market`: bars, signals; `events`: risk_events, regime_changes, api_requests;
-`strategies`: strategy_runs).
+`strategies`: strategy_runs; `audit`: audit_ledger, whose entries every writer of orders, fills, risk_events and
+control_actions appends in the same transaction).
 Each statement is a value built by a function with keyword-only arguments; the engine runs it on its psycopg
 connection (`fetch`, `execute`, `execute_many`, `copy`) and the API awaits the very same value on a pooled
 `AsyncConnection` (`fetch_async`, ...), so both run the same SQL text with the same row mapping:
@@ -14,7 +15,7 @@ The API writes no SQL of its own on these tables (tests/unit/test_record_ownersh
 analysts' DuckDB copy in analytics/warehouse.py names the same columns).
 """
 
-from live.stores.record import book, decisions, events, lease, market, strategies
+from live.stores.record import audit, book, decisions, events, lease, market, strategies
 from live.stores.record.statements import (
     Batch,
     Copy,
@@ -29,6 +30,7 @@ from live.stores.record.statements import (
     execute_unflushed_async,
     fetch,
     fetch_async,
+    fetch_many,
 )
 
 # The columns of each table with a row mapping, in the order the migrations define them (checked by
@@ -45,6 +47,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "control_actions": decisions.CONTROL_ACTION_COLUMNS,
     "api_requests": events.API_REQUEST_COLUMNS,
     "strategy_runs": strategies.STRATEGY_RUN_COLUMNS,
+    "audit_ledger": audit.LEDGER_COLUMNS,
 }
 
 __all__ = [
@@ -53,6 +56,7 @@ __all__ = [
     "Copy",
     "Query",
     "Statement",
+    "audit",
     "book",
     "copy",
     "copy_async",
@@ -65,6 +69,7 @@ __all__ = [
     "execute_unflushed_async",
     "fetch",
     "fetch_async",
+    "fetch_many",
     "lease",
     "market",
     "strategies",

@@ -144,9 +144,10 @@ def recent_fills(
 
 
 def insert_fills(fills: Iterable[Fill]) -> Batch:
-    """A fill already on record (a batch retried after a lost COMMIT reply) is left as it is."""
+    """A fill already on record (a batch retried after a lost COMMIT reply) is left as it is; each fill written
+    returns its id (`fetch_many`), for its ledger entry (record.audit)."""
     return Batch(
-        sql=insert_sql("fills", FILL_COLUMNS, " ON CONFLICT (id) DO NOTHING"),
+        sql=insert_sql("fills", FILL_COLUMNS, " ON CONFLICT (id) DO NOTHING RETURNING id"),
         rows=[fill_params(f) for f in fills],
     )
 
@@ -197,9 +198,9 @@ def pending_orders() -> Query[list[Order]]:
 
 def insert_orders(orders: Iterable[Order], *, latencies_us: Mapping[str, float]) -> Batch:
     """`latencies_us`: tick-to-order time of each order id the engine measured. An order id already on record
-    (a resubmission) is left as it is."""
+    (a resubmission) is left as it is; each order written returns its id (`fetch_many`), for its ledger entry."""
     return Batch(
-        sql=insert_sql("orders", _ORDER_WRITTEN, " ON CONFLICT (id) DO NOTHING"),
+        sql=insert_sql("orders", _ORDER_WRITTEN, " ON CONFLICT (id) DO NOTHING RETURNING id"),
         rows=[order_params(o, tick_to_order_us=latencies_us.get(o.id)) for o in orders],
     )
 

@@ -20,7 +20,7 @@ from live.stores.record.statements import (
     rows_of,
 )
 
-CONTROL_ACTION_COLUMNS = ("id", "timestamp", "action", "actor", "reason", "value")
+CONTROL_ACTION_COLUMNS = ("id", "timestamp", "action", "actor", "reason", "value", "origin")
 _CONTROL_ACTION_WRITTEN = CONTROL_ACTION_COLUMNS[1:]
 
 # pg_advisory_lock key serialising profile switches across API processes (any constant unique in the database).
@@ -44,18 +44,26 @@ class RecordedTradingState:
 
 
 def control_action_params(action: ControlAction) -> Row:
-    return (action.timestamp, action.action, action.actor, action.reason, action.value)
+    return (action.timestamp, action.action, action.actor, action.reason, action.value, action.origin)
 
 
-def insert_control_action(action: ControlAction) -> Statement:
-    return Statement(
-        sql=insert_sql("control_actions", _CONTROL_ACTION_WRITTEN), params=control_action_params(action)
+def _row_id(rows: list[Row]) -> int:
+    return int(rows[0][0])
+
+
+def insert_control_action(action: ControlAction) -> Query[int]:
+    """The action's row; its id, for its ledger entry (record.audit: writers append one in the same transaction)."""
+    return Query(
+        sql=insert_sql("control_actions", _CONTROL_ACTION_WRITTEN, " RETURNING id"),
+        params=control_action_params(action),
+        decode=_row_id,
     )
 
 
 def insert_control_actions(actions: Iterable[ControlAction]) -> Batch:
+    """The actions' rows, each returning its id (`fetch_many`), for their ledger entries."""
     return Batch(
-        sql=insert_sql("control_actions", _CONTROL_ACTION_WRITTEN),
+        sql=insert_sql("control_actions", _CONTROL_ACTION_WRITTEN, " RETURNING id"),
         rows=[control_action_params(a) for a in actions],
     )
 
@@ -100,6 +108,7 @@ class RecordedControlAction(NamedTuple):
     actor: str
     reason: str
     value: str
+    origin: str
 
 
 _control_actions = rows_of(RecordedControlAction._make)

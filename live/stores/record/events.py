@@ -41,8 +41,10 @@ def risk_event_params(event: RiskEvent) -> Row:
 
 
 def insert_risk_events(events: Iterable[RiskEvent]) -> Batch:
+    """The events' rows, each returning its id (`fetch_many`), for their ledger entries (record.audit)."""
     return Batch(
-        sql=insert_sql("risk_events", _RISK_EVENT_WRITTEN), rows=[risk_event_params(e) for e in events]
+        sql=insert_sql("risk_events", _RISK_EVENT_WRITTEN, " RETURNING id"),
+        rows=[risk_event_params(e) for e in events],
     )
 
 

@@ -88,6 +88,21 @@ def execute_many(on: SyncTarget, batch: Batch) -> None:
         cursor.executemany(batch.sql, batch.rows)
 
 
+def fetch_many(on: SyncTarget, batch: Batch) -> list[Row]:
+    """Runs `batch` (a statement with RETURNING) for each of its rows, pipelined; what each returned, in order."""
+    if isinstance(on, psycopg.Connection):
+        with on.cursor() as cursor:
+            return fetch_many(cursor, batch)
+    if not batch.rows:
+        return []
+    on.executemany(batch.sql, batch.rows, returning=True)
+    returned: list[Row] = []
+    while True:
+        returned.extend(on.fetchall())
+        if not on.nextset():
+            return returned
+
+
 async def execute_unflushed_async(on: psycopg.AsyncConnection[Any], statement: Statement) -> None:
     """Runs `statement` in a transaction of its own whose commit returns before its WAL reaches the disk
     (`SET LOCAL synchronous_commit = off`), on an autocommit connection. Both go in one simple-protocol query (the
