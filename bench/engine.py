@@ -38,6 +38,7 @@ from live.profiles import get_profile
 from live.risk.kill_switch import KillSwitchGate
 from live.service import EngineRunner, RunnerOptions
 from live.settings import Settings
+from live.stores.audit_key import audit_key
 from live.stores.postgres import PostgresStore
 
 DAYS = 30
@@ -129,6 +130,7 @@ def persisted(batches: list[list[Bar]], feed: SimFeed) -> tuple[float, list[floa
             feed=ListFeed(batches, feed.symbols, feed.bar_seconds),
             database_url=database_url,
             redis_url=redis_url,
+            audit_key=audit_key(None, Path(home)),
             options=RunnerOptions(speed=0),
         )
         spent = _instrument()

@@ -16,6 +16,11 @@ from tests.support import folder_for_embedded_home
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Every process of one deployment seals the audit ledger with the same key (README, Verifying the audit ledger); the
+# processes a test starts against one database (an engine, an API in the test's process, a standby engine) are one
+# deployment, whatever TRADEOS_HOME each is given. tests/support.py `Service` passes it on; a test of the key file
+# unsets it (`TRADEOS_AUDIT_KEY=""`).
+os.environ.setdefault("TRADEOS_AUDIT_KEY", f"tradeos-tests-{uuid.uuid4().hex}")
 
 ADMIN_URL = os.environ.get("TRADEOS_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_BASE = os.environ.get("TRADEOS_TEST_REDIS_URL", "redis://127.0.0.1:6379")

@@ -16,6 +16,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+# The environment a `Service` keeps from the test's: the session's audit key (tests/conftest.py).
+SHARED = frozenset({"TRADEOS_AUDIT_KEY"})
+
 
 def free_port() -> int:
     """A TCP port on 127.0.0.1 free right now (for a server the test starts)."""
@@ -50,7 +53,7 @@ class Service:
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
         self.log_path = home / f"service-{time.monotonic_ns()}.log"
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEOS_")}
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEOS_") or k in SHARED}
         full_env.update({"TRADEOS_HOME": str(home), "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"})
         full_env.update(env or {})
         self._log = open(self.log_path, "wb")  # noqa: SIM115
