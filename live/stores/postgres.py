@@ -184,7 +184,8 @@ class PostgresStore:
         trading_state: str,
         positions: dict[str, tuple[int, Decimal, Decimal]],
     ) -> None:
-        """Writes one batch of engine events atomically, after checking the fencing token.
+        """Writes one batch of engine events atomically, after checking the fencing token, with the audit ledger's
+        entries for its orders, fills, risk events and control actions; returns once it is durable.
         `positions` holds (quantity, avg_price, realized_pnl) of the symbols the batch's fills touched."""
         conn = self.conn
         with conn.transaction(), conn.cursor() as cur:
@@ -242,9 +243,18 @@ class PostgresStore:
                     trading_state=trading_state,
                 ),
             )
-            if sealed:
-                # Last, so the ledger lock is held only from here to the commit.
-                record.audit.append(cur, sealed, key=self._sealing_key())
+            if not sealed:
+                return
+            # Last, so the ledger lock is held only from here to the commit; and the commit does not wait for the
+            # WAL flush under it (the batch's bars and signals are megabytes of WAL at full speed: the API's halt
+            # would queue behind that flush for the ledger's turn). Durability is waited for just below instead.
+            record.execute(cur, record.statements.COMMIT_WITHOUT_FLUSH)
+            record.audit.append(cur, sealed, key=self._sealing_key())
+        # The batch is visible from here, durable from the end of this flush (a synchronous commit after it: the
+        # WAL is flushed in order). Only then does the caller publish it. If PostgreSQL crashes in between, this
+        # raises, and the caller's retry finds the batch committed or writes it again (`done` above). Entries
+        # others chain to this batch's meanwhile come later in the WAL: no crash can keep them and lose it.
+        record.execute(conn, record.lease.touch_engine_state())
 
     def _sealing_key(self) -> bytes:
         if self.audit_key is None:

@@ -20,6 +20,7 @@ from live.audit import Breach, Entry, Head, Pending
 from live.domain import ControlAction, Fill, Order, RiskEvent
 from live.stores.record import book, decisions, events
 from live.stores.record.statements import (
+    COMMIT_WITHOUT_FLUSH,
     Batch,
     Query,
     Row,
@@ -223,7 +224,7 @@ async def record_control_action_async(
     api/control.py says why that is safe)."""
     async with on.transaction():
         if not wait_for_flush:
-            await on.execute("SET LOCAL synchronous_commit = off")
+            await execute_async(on, COMMIT_WITHOUT_FLUSH)
         row_id = await fetch_async(on, decisions.insert_control_action(action))
         await append_async(on, [control_action_entry(row_id, action)], key=key)
     return row_id

@@ -114,6 +114,12 @@ def last_committed_bar_for_batch() -> Query[datetime | None]:
     return Query(sql="SELECT last_bar_ts FROM engine_state WHERE id = 1 FOR UPDATE", decode=first_value)
 
 
+def touch_engine_state() -> Statement:
+    """A one-row write committed on its own: its synchronous commit returns once the WAL up to it is on disk, so
+    everything committed before it (a batch committed without waiting for the flush) is durable too."""
+    return Statement(sql="UPDATE engine_state SET updated_at = now() WHERE id = 1")
+
+
 def advance_engine_state(
     *, last_bar_ts: datetime | None, high_water_mark: Decimal, profile: str, trading_state: str
 ) -> Statement:

@@ -43,6 +43,10 @@ class Statement:
     params: Params = ()
 
 
+# Inside a transaction: its commit returns without waiting for its WAL to reach the disk (see its users for why).
+COMMIT_WITHOUT_FLUSH = Statement(sql="SET LOCAL synchronous_commit = off")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Batch:
     """One statement run for each of `rows` (psycopg pipelines them)."""
