@@ -8,6 +8,7 @@ head to the commit."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import partial
@@ -221,13 +222,52 @@ async def record_control_action_async(
 ) -> int:
     """Records an operator's action and its ledger entry in one transaction; returns the row's id.
     `wait_for_flush=False` commits without waiting for the WAL flush (a halt, already in force through Redis:
-    api/control.py says why that is safe)."""
-    async with on.transaction():
-        if not wait_for_flush:
-            await execute_async(on, COMMIT_WITHOUT_FLUSH)
-        row_id = await fetch_async(on, decisions.insert_control_action(action))
-        await append_async(on, [control_action_entry(row_id, action)], key=key)
+    api/control.py says why that is safe).
+
+    Two round trips on an autocommit connection, the statements of each sent as one simple query with the
+    parameters bound on the client: the transaction's opening (the row, the ledger's turn, the head of the chain),
+    then the sealed entry and the commit. The operator waits for this record, and each further round trip is one
+    more wake-up of a process the engine shares the cores with."""
+    if not on.autocommit:
+        async with on.transaction():
+            if not wait_for_flush:
+                await execute_async(on, COMMIT_WITHOUT_FLUSH)
+            row_id = await fetch_async(on, decisions.insert_control_action(action))
+            await append_async(on, [control_action_entry(row_id, action)], key=key)
+        return row_id
+    insert, lock, head = decisions.insert_control_action(action), take_ledger_lock(), ledger_head()
+    opening = ["BEGIN", insert.sql, lock.sql, head.sql]
+    if not wait_for_flush:
+        opening.insert(1, COMMIT_WITHOUT_FLUSH.sql)
+    async with psycopg.AsyncClientCursor(on) as cursor:
+        try:
+            await cursor.execute("; ".join(opening), (*insert.params, *lock.params))
+            returned = await _result_sets(cursor)
+            row_id = insert.decode(returned[0])
+            entries = audit.seal(
+                [control_action_entry(row_id, action)],
+                head=head.decode(returned[2]),
+                key=key,
+                recorded_at=datetime.now(UTC),
+            )
+            appended = insert_entries(entries)
+            await cursor.execute(f"{appended.sql}; COMMIT", appended.rows[0])
+        except BaseException:
+            if not on.closed:
+                with contextlib.suppress(psycopg.Error):
+                    await on.execute("ROLLBACK")
+            raise
     return row_id
+
+
+async def _result_sets(cursor: psycopg.AsyncClientCursor[Any]) -> list[list[Row]]:
+    """The rows of each statement of a simple query that returns rows, in order."""
+    found: list[list[Row]] = []
+    while True:
+        if cursor.description is not None:
+            found.append(await cursor.fetchall())
+        if not cursor.nextset():
+            return found
 
 
 def check_page(
