@@ -187,6 +187,32 @@ class PostgresStore:
         """Writes one batch of engine events atomically, after checking the fencing token, with the audit ledger's
         entries for its orders, fills, risk events and control actions; returns once it is durable.
         `positions` holds (quantity, avg_price, realized_pnl) of the symbols the batch's fills touched."""
+        unflushed = self._write_batch(
+            outbox,
+            token=token,
+            high_water_mark=high_water_mark,
+            profile=profile,
+            trading_state=trading_state,
+            positions=positions,
+        )
+        if unflushed:
+            # The batch is visible from its commit, durable from the end of this flush (a synchronous commit after
+            # it: the WAL is flushed in order); only then does the caller publish it. If PostgreSQL crashes in
+            # between, this raises, and the caller's retry finds the batch committed or writes it again. Entries
+            # others chained to the batch's meanwhile come later in the WAL: no crash keeps them and loses it.
+            record.execute(self.conn, record.lease.touch_engine_state())
+
+    def _write_batch(
+        self,
+        outbox: Outbox,
+        *,
+        token: int,
+        high_water_mark: Decimal,
+        profile: str,
+        trading_state: str,
+        positions: dict[str, tuple[int, Decimal, Decimal]],
+    ) -> bool:
+        """`write_outbox`'s transaction; True when its commit may not be flushed yet."""
         conn = self.conn
         with conn.transaction(), conn.cursor() as cur:
             current = record.fetch(cur, record.lease.lease_token_for_batch())
@@ -196,7 +222,7 @@ class PostgresStore:
             done = record.fetch(cur, record.lease.last_committed_bar_for_batch())
             if outbox.last_bar_ts is not None and done is not None and done >= outbox.last_bar_ts:
                 log.warning("batch up to %s was already committed; not writing it again", outbox.last_bar_ts)
-                return
+                return True  # perhaps without the flush (below)
             if outbox.bars:
                 record.copy(cur, record.market.copy_bars(outbox.bars))
             if outbox.signal_rows:
@@ -244,17 +270,13 @@ class PostgresStore:
                 ),
             )
             if not sealed:
-                return
+                return False
             # Last, so the ledger lock is held only from here to the commit; and the commit does not wait for the
             # WAL flush under it (the batch's bars and signals are megabytes of WAL at full speed: the API's halt
-            # would queue behind that flush for the ledger's turn). Durability is waited for just below instead.
+            # would queue behind that flush for the ledger's turn). `write_outbox` waits for durability instead.
             record.execute(cur, record.statements.COMMIT_WITHOUT_FLUSH)
             record.audit.append(cur, sealed, key=self._sealing_key())
-        # The batch is visible from here, durable from the end of this flush (a synchronous commit after it: the
-        # WAL is flushed in order). Only then does the caller publish it. If PostgreSQL crashes in between, this
-        # raises, and the caller's retry finds the batch committed or writes it again (`done` above). Entries
-        # others chain to this batch's meanwhile come later in the WAL: no crash can keep them and lose it.
-        record.execute(conn, record.lease.touch_engine_state())
+        return True
 
     def _sealing_key(self) -> bytes:
         if self.audit_key is None:
