@@ -36,14 +36,6 @@ ENGINE_ACTOR = "engine"
 _MONEY_PLACES = Decimal("1e-8")  # numeric(24, 8): what PostgreSQL keeps of a Decimal
 
 
-class LedgerBroken(Exception):
-    """The chain does not verify: the first broken entry and why."""
-
-    def __init__(self, breach: Breach) -> None:
-        super().__init__(breach.describe())
-        self.breach = breach
-
-
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Pending:
     """An event to be appended: what it is, the id of the row it covers, who and from where, the row itself."""
