@@ -186,7 +186,7 @@ class PostgresStore:
         high_water_mark: Decimal,
         profile: str,
         trading_state: str,
-        positions: dict[str, tuple[int, Decimal, Decimal]],
+        positions: dict[str, tuple[Decimal, Decimal, Decimal]],
     ) -> None:
         """Writes one batch of engine events atomically, after checking the fencing token.
         `positions` holds (quantity, avg_price, realized_pnl) of the symbols the batch's fills touched."""
