@@ -209,7 +209,9 @@ def test_the_paper_broker_fills_on_the_instruments_tick():
     assert broker.fill_price(bar, Side.BUY) == D("50010.13")
     # (50000.123 - 0.01) x 0.9998 = 49990.1129774
     assert broker.fill_price(bar, Side.SELL) == D("49990.11")
-    assert broker.fee(D("0.0013"), D("50010.13")) == D("0.07")  # 65.013169 x 10 bps = 0.065013..., to the cent
+    assert broker.fee(D("0.0013"), D("50010.13")) == D(
+        "0.07"
+    )  # 65.013169 x 10 bps = 0.065013..., to the cent
 
 
 def test_an_engine_without_the_rules_of_one_of_its_symbols_is_not_built():
