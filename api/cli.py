@@ -195,6 +195,24 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 
+    def emit(self, record: logging.LogRecord) -> None:
+        """Formats each record once: the standard handler formats it twice (first to measure it for the rollover
+        check), half the cost of the access log's thousands of lines a second at load. Same bound, same rotation."""
+        try:
+            line = self.format(record) + self.terminator
+            if self.stream is None:
+                self.stream = self._open()
+            if self.maxBytes > 0 and self.stream.tell() + len(line) >= self.maxBytes:
+                self.doRollover()
+                if self.stream is None:
+                    self.stream = self._open()
+            self.stream.write(line)
+            self.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
 
 def _configure_logging(settings: Settings, *, file_name: str = "tradeos.log") -> None:
     """The console and `TRADEOS_HOME/logs/<file_name>`, as text or (TRADEOS_LOG_FORMAT=json) JSON lines. Each
