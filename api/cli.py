@@ -294,6 +294,18 @@ def _check_adapters(settings: Settings) -> None:
         raise StartupError(str(exc)) from None
 
 
+def _check_alert_urls(settings: Settings) -> None:
+    """Every TRADEOS_ALERT_URLS entry is one apprise understands: a typo stops start-up, not the notifier later."""
+    if not settings.alerts.urls:
+        return
+    from live.alerts.channels import ChannelError, channels_from_urls
+
+    try:
+        channels_from_urls(settings.alerts.urls)
+    except ChannelError as exc:
+        raise StartupError(str(exc)) from None
+
+
 @contextlib.contextmanager
 def _stores(settings: Settings) -> Iterator[tuple[str, str]]:
     """Resolved (database_url, redis_url): the configured servers, or embedded ones started (and stopped) here."""
@@ -322,6 +334,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
     """`tradeos up`: everything in the foreground until SIGINT/SIGTERM, then an orderly stop."""
     if args.speed < 0:
         raise StartupError("--speed: must be >= 0")
+    _stop_leftover_guards(settings)  # first of all: see its docstring
     if not args.no_api:
         _check_port_free(settings.api.host, settings.api.api_port, "TRADEOS_API_PORT/--api-port")
         _check_port_free(settings.api.host, settings.api.metrics_port, "TRADEOS_METRICS_PORT/--metrics-port")
@@ -331,9 +344,9 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
     _secure_home(settings)
     feed = make_feed(args)
     _check_adapters(settings)
+    _check_alert_urls(settings)
     strategy = choose_strategy(args, settings)
     _configure_logging(settings)
-    _stop_leftover_guards(settings)
     # The command thread must get the GIL promptly from a busy engine (api/runtime.py).
     runtime.hand_over_the_gil_promptly()
     from live.service import EngineRunner, RunnerOptions
@@ -485,6 +498,11 @@ def _stop_leftover_guard(settings: Settings, name: str) -> None:
         return
     if name.encode() not in command_line or b"api.cli" not in command_line:
         return
+    if b"--parent" in command_line:
+        parent = int(command_line[command_line.index(b"--parent") + 1])
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(parent, 0)  # PermissionError: it runs, as another user
+            return  # its `tradeos up` still runs: not ours to stop
     log.warning("stopping the %s (pid %d) an earlier `tradeos up` of this home left running", name, pid)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
