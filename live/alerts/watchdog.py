@@ -46,12 +46,14 @@ class DeadMansSwitch:
         self.timeout_seconds = timeout_seconds
         self.armed = False
 
-    def observe(self, heartbeat_age: float | None) -> bool:
-        """True when trading must be halted now. `heartbeat_age`: seconds (None: no heartbeat at all)."""
+    def observe(self, heartbeat_age: float | None, *, watched_for: float = float("inf")) -> bool:
+        """True when trading must be halted now. `heartbeat_age`: seconds (None: no heartbeat at all);
+        `watched_for`: seconds Redis has been reachable without a break. A heartbeat is stale only when it is older
+        than the timeout and Redis was reachable all that time (the engine cannot beat into an unreachable Redis)."""
         if heartbeat_age is not None and heartbeat_age <= self.timeout_seconds:
             self.armed = True
             return False
-        if self.armed:
+        if self.armed and watched_for > self.timeout_seconds:
             self.armed = False
             return True
         return False
@@ -98,10 +100,11 @@ class Watchdog:
                         if down_said_at is not None:
                             log.warning("watchdog: Redis is reachable again; watching the heartbeat")
                         down_said_at = None
-                    # Only time Redis was reachable counts: the engine cannot have beaten while it was not.
-                    judged = None if age is None else min(age, now - reachable_since)
-                    if self._switch.observe(judged):
+                    was_armed = self._switch.armed
+                    if self._switch.observe(age, watched_for=now - reachable_since):
                         self._halt(store, age=age)
+                    elif self._switch.armed and not was_armed:
+                        log.info("watchdog: the engine's heartbeat is fresh; armed")
                 except redis.RedisError as exc:
                     reachable_since = None
                     if down_said_at is None or now - down_said_at >= _OUTAGE_LOG_SECONDS:

@@ -92,17 +92,25 @@ def test_a_channel_is_named_by_its_scheme_and_a_hash_never_its_token() -> None:
     assert name == channel_name("tgram://123456:SECRET-BOT-TOKEN/987654")
 
 
-def test_the_dead_mans_switch_fires_once_when_a_seen_heartbeat_goes_stale_and_re_arms_on_a_fresh_one() -> (
-    None
-):
+def test_the_dead_mans_switch_fires_once_on_a_stale_heartbeat_and_re_arms_on_a_fresh_one() -> None:
     switch = DeadMansSwitch(timeout_seconds=10.0)
-    assert [switch.observe(age) for age in (None, 30.0)] == [
-        False,
-        False,
-    ]  # never seen alive: nothing to watch
+    never_seen_alive = [switch.observe(age) for age in (None, 30.0)]
+    assert never_seen_alive == [False, False]  # nothing to watch yet
     assert switch.observe(0.4) is False
     assert switch.observe(10.0) is False
     assert switch.observe(10.1) is True
     assert [switch.observe(age) for age in (12.0, None, 60.0)] == [False, False, False]  # fired once only
     assert switch.observe(0.2) is False  # the engine came back
     assert switch.observe(None) is True  # and went silent again (its key expired)
+
+
+def test_the_dead_mans_switch_takes_no_heartbeat_for_a_dead_engine_while_redis_itself_was_unreachable() -> (
+    None
+):
+    switch = DeadMansSwitch(timeout_seconds=10.0)
+    assert switch.observe(1.0) is False
+    assert (
+        switch.observe(25.0, watched_for=0.3) is False
+    )  # Redis just came back: the engine had no way to beat
+    assert switch.observe(25.0, watched_for=9.9) is False
+    assert switch.observe(35.0, watched_for=10.2) is True
