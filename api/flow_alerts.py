@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +26,8 @@ from live.stores.record.alerts import Cursor
 log = logging.getLogger("tradeos.alerts")
 
 OVERLAP = timedelta(minutes=10)
+READ_EVERY_SECONDS = 5.0  # Prefect is asked at most this often (the notifier passes every 0.5 s)
+SERVER_LOOKUP_SECONDS = 30.0
 QUERY_TIMEOUT_SECONDS = 3.0
 READ_LIMIT = 100
 _FAILED_STATES = ["FAILED", "CRASHED"]
@@ -38,12 +41,20 @@ class FlowRunSource:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._unreachable_said = False
+        self._read_at = float("-inf")
+        self._server: tuple[str, str | None] | None = None
+        self._looked_up_at = float("-inf")
 
     def start(self, conn: psycopg.Connection[Any]) -> dict[str, str]:
         now = datetime.now(UTC).isoformat()
         return dict.fromkeys(self.kinds, now)
 
     def read(self, conn: psycopg.Connection[Any], cursors: Mapping[str, Cursor]) -> list[ReadEvent]:
+        """Nothing between two reads READ_EVERY_SECONDS apart: the kinds' cursors then stay where they are."""
+        now = time.monotonic()
+        if now - self._read_at < READ_EVERY_SECONDS:
+            return []
+        self._read_at = now
         address = self._address()
         if address is None:
             return []
@@ -69,6 +80,7 @@ class FlowRunSource:
                 )
                 names = self._flow_names(client, {run["flow_id"] for run in failed + late})
         except (httpx.HTTPError, ValueError, KeyError) as exc:
+            self._looked_up_at = float("-inf")  # the server may have moved: look it up again next time
             if not self._unreachable_said:
                 log.warning(
                     "alerts: the Prefect server did not answer (%s); flow alerts wait", type(exc).__name__
@@ -86,13 +98,18 @@ class FlowRunSource:
         if operator_api:
             # Prefect's own variable, read as Prefect reads it (api/flow_runs.py does the same).
             return operator_api, os.environ.get("PREFECT_API_AUTH_STRING") or None
-        from flows import prefect_auth_string
-        from flows.serve import running_prefect_server
+        now = time.monotonic()
+        if now - self._looked_up_at > SERVER_LOOKUP_SECONDS:
+            from flows import prefect_auth_string
+            from flows.serve import running_prefect_server
 
-        server = running_prefect_server(self._settings)
-        if server is None:
-            return None
-        return server.api_url, prefect_auth_string(self._settings).get_secret_value()
+            self._looked_up_at = now
+            server = running_prefect_server(self._settings)
+            # Only once our server is known to run do its credentials exist: never create them from here.
+            self._server = (
+                (server.api_url, prefect_auth_string(self._settings).get_secret_value()) if server else None
+            )
+        return self._server
 
     @staticmethod
     def _runs(
