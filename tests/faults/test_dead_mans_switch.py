@@ -26,7 +26,9 @@ from tests.webhook import WebhookReceiver
 pytestmark = pytest.mark.faults
 
 TIMEOUT = 3.0
-ARGS = [*ENGINE_ONLY, "--speed", "0"]
+# One bar a second: the engine goes round its loop (and beats) without trading yet, so no circuit breaker halts
+# trading on its own in the middle of a test about who halts it.
+ARGS = [*ENGINE_ONLY, "--speed", "60"]
 
 
 def _env(database_url: str, redis_url: str, hook_url: str) -> dict[str, str]:
@@ -34,7 +36,7 @@ def _env(database_url: str, redis_url: str, hook_url: str) -> dict[str, str]:
         "TRADEOS_DATABASE_URL": database_url,
         "TRADEOS_REDIS_URL": redis_url,
         "TRADEOS_ALERT_URLS": hook_url,
-        "TRADEOS_ALERT_KINDS": "halt,resume,breaker_trip",
+        "TRADEOS_ALERT_KINDS": "halt,resume",
         "TRADEOS_WATCHDOG_TIMEOUT": str(TIMEOUT),
         "TRADEOS_ALERT_RETRY_SECONDS": "0.2",
         "TRADEOS_LEASE_TTL_SECONDS": "1",
@@ -200,5 +202,49 @@ def test_an_orderly_stop_stops_the_watchdog_and_the_notifier_and_halts_nothing(
             assert desk.redis.get(keys.KILL_SWITCH) is None
             assert _watchdog_halts(url) == []
             assert hook.received == []
+    finally:
+        desk.close()
+
+
+def test_the_watchdog_says_loudly_that_redis_is_down_keeps_trying_and_does_not_take_the_outage_for_a_death(
+    tmp_path: Path, private_database_url: str, private_redis: PrivateRedis
+) -> None:
+    url = private_database_url
+    home = tmp_path / "home"
+    desk = ControlDesk(redis_url=private_redis.url, database_url=url)
+    try:
+        with (
+            WebhookReceiver() as hook,
+            Service(home, ARGS, _env(url, private_redis.url, hook.url)) as service,
+        ):
+            eventually(lambda: _engine_beating(desk), timeout=60, what="the engine's heartbeat")
+            eventually(
+                lambda: "heartbeat is fresh; armed" in _log(service), timeout=60, what="the watchdog armed"
+            )
+            private_redis.stop()
+            down_at = time.monotonic()
+            eventually(
+                lambda: "watchdog: Redis is unreachable" in _log(service),
+                timeout=20,
+                what="the watchdog's alarm",
+            )
+            # Down for longer than the timeout: the engine cannot beat meanwhile, and that is not its death.
+            eventually(
+                lambda: time.monotonic() - down_at > 2 * TIMEOUT, timeout=20, what="a long Redis outage"
+            )
+            private_redis.start()  # empty: the heartbeat key is gone too
+            eventually(
+                lambda: "Redis is reachable again" in _log(service), timeout=30, what="the watchdog back"
+            )
+            eventually(lambda: _engine_beating(desk), timeout=30, what="the engine beating again")
+            # Past the timeout after Redis's return, the engine still beating: no halt was, or is, due.
+            back_at = time.monotonic()
+            eventually(
+                lambda: time.monotonic() - back_at > 2 * TIMEOUT, timeout=20, what="the timeout to pass"
+            )
+            assert _engine_beating(desk)
+            assert _watchdog_halts(url) == []
+            assert "trading HALTED" not in _log(service)
+            assert "ERROR tradeos.watchdog: watchdog: Redis is unreachable" in _log(service)
     finally:
         desk.close()
