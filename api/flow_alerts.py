@@ -36,7 +36,7 @@ _FAILED_STATES = ["FAILED", "CRASHED"]
 class FlowRunSource:
     """The kinds `flow_failed` (cursor: end time) and `flow_late` (cursor: expected start time)."""
 
-    kinds = (alert_events.FLOW_FAILED, alert_events.FLOW_LATE)
+    cursor_kinds = (alert_events.FLOW_FAILED, alert_events.FLOW_LATE)
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
@@ -47,7 +47,7 @@ class FlowRunSource:
 
     def start(self, conn: psycopg.Connection[Any]) -> dict[str, str]:
         now = datetime.now(UTC).isoformat()
-        return dict.fromkeys(self.kinds, now)
+        return dict.fromkeys(self.cursor_kinds, now)
 
     def read(self, conn: psycopg.Connection[Any], cursors: Mapping[str, Cursor]) -> list[ReadEvent]:
         """Nothing between two reads READ_EVERY_SECONDS apart: the kinds' cursors then stay where they are."""

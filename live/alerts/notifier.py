@@ -51,10 +51,11 @@ class ReadEvent:
 
 
 class EventSource(Protocol):
-    """Recorded events of some kinds, read after a cursor per kind (a position the source alone interprets)."""
+    """Recorded events read after cursors (positions the source alone interprets). `cursor_kinds` names its
+    cursors, one per table or record it reads; each is an alert kind (kinds read together share the first's)."""
 
     @property
-    def kinds(self) -> tuple[str, ...]: ...
+    def cursor_kinds(self) -> tuple[str, ...]: ...
 
     def start(self, conn: psycopg.Connection[Any]) -> dict[str, str]:
         """The positions at the end of the record now: the cursors of a first start."""
@@ -85,13 +86,13 @@ def _chain(items: Sequence[tuple[AlertEvent, str]], start: str) -> list[ReadEven
 class RecordSource:
     """Fills, rejections, risk events (breaker trips among them), halts and resumes, from the system of record."""
 
-    kinds = (
+    # Breaker trips are risk events and resumes control actions: read under the cursors of those.
+    cursor_kinds = (
         alert_events.FILL,
         alert_events.REJECTION,
         alert_events.RISK_EVENT,
         alert_events.HALT,
     )
-    # Breaker trips are risk events and resumes control actions: read under the cursors above.
 
     def start(self, conn: psycopg.Connection[Any]) -> dict[str, str]:
         heads = record.fetch(conn, record.alerts.record_heads())
@@ -140,7 +141,7 @@ class RecordSource:
 class ReportSource:
     """The daily reports the `daily-report` flow wrote (`TRADEOS_HOME/reports/<date>.html`): the file is its record."""
 
-    kinds = (alert_events.DAILY_REPORT,)
+    cursor_kinds = (alert_events.DAILY_REPORT,)
 
     def __init__(self, reports_dir: Path) -> None:
         self._reports_dir = reports_dir
@@ -232,7 +233,7 @@ class Notifier:
         stored = record.fetch(conn, record.alerts.cursors())
         fresh: dict[str, str] = {}
         for source in self._sources:
-            if any(kind not in stored for kind in source.kinds):
+            if any(kind not in stored for kind in source.cursor_kinds):
                 fresh.update({k: v for k, v in source.start(conn).items() if k not in stored})
         if fresh:
             record.execute_many(conn, record.alerts.save_cursors((k, v, v) for k, v in fresh.items()))
@@ -246,7 +247,8 @@ class Notifier:
         """Read what is new, compose, send what is due, record the outcome, move the cursors."""
         conn = self._connection()
         for batch in list(self._unrecorded):
-            record.execute_many(conn, batch)
+            with conn.transaction():
+                record.execute_many(conn, batch)
             self._unrecorded.remove(batch)
         now = self._clock()
         read_by_source = [(source, source.read(conn, self._cursors)) for source in self._sources]
@@ -346,9 +348,11 @@ class Notifier:
             )
 
     def _settle(self, conn: psycopg.Connection[Any], batch: record.Batch) -> None:
-        """On record at once; if PostgreSQL fails now, kept and written first thing on the next pass."""
+        """On record at once, all the message's events or none; if PostgreSQL fails now, kept and written first
+        thing on the next pass."""
         try:
-            record.execute_many(conn, batch)
+            with conn.transaction():
+                record.execute_many(conn, batch)
         except psycopg.Error:
             self._unrecorded.append(batch)
             raise
@@ -364,7 +368,7 @@ class Notifier:
             return
         moved: dict[str, str] = {}
         for source, read in read_by_source:
-            for cursor_kind in source.kinds:
+            for cursor_kind in source.cursor_kinds:
                 items = [item for item in read if _cursor_kind(item.event.kind) == cursor_kind]
                 if not items:
                     continue

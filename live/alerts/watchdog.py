@@ -80,6 +80,7 @@ class Watchdog:
         self._switch = DeadMansSwitch(timeout_seconds=timeout_seconds)
         self._wall_clock = wall_clock
         self._unrecorded: list[ControlAction] = []
+        self._unrecorded_said_at = float("-inf")
 
     def run(self, stop: threading.Event, *, orphaned: Callable[[], bool] | None = None) -> None:
         """Until `stop`; outlives any outage. With `orphaned` (started by a `tradeos up`): once that has gone, goes
@@ -154,7 +155,10 @@ class Watchdog:
                     record.execute(conn, record.decisions.insert_control_action(action))
                     self._unrecorded.remove(action)
         except psycopg.Error as exc:
-            log.error(
-                "watchdog: the halt is in force but not yet recorded: PostgreSQL is unreachable (%s); retrying",
-                type(exc).__name__,
-            )
+            now = time.monotonic()
+            if now - self._unrecorded_said_at >= _OUTAGE_LOG_SECONDS:
+                self._unrecorded_said_at = now
+                log.error(
+                    "watchdog: the halt is in force but not yet recorded: PostgreSQL is unreachable (%s); retrying",
+                    type(exc).__name__,
+                )
