@@ -5,8 +5,9 @@ channel, in a process of its own so that an alert goes out even when the engine 
   `alert_dead_letters`) says so; a restarted notifier skips what is settled. The one window for a duplicate is a
   crash between a channel's answer and that row's commit.
 - Its cursor per kind is in `alert_cursors` and never passes an event still waiting on some channel, so an event
-  recorded while the notifier was down, or read and not yet delivered when it died, is sent after a restart. At its
-  very first start the cursors are set at the end of the record: history is not alerted.
+  recorded while the notifier was down, or read and not yet delivered when it died, is sent after a restart (in
+  memory it reads on past the events it holds, so a held storm does not stop it reading). At its very first start
+  the cursors are set at the end of the record: history is not alerted.
 - A refused message is tried again after `retry_delay` (1, 2, 4, ... x TRADEOS_ALERT_RETRY_SECONDS); after
   TRADEOS_ALERT_MAX_ATTEMPTS it is dead-lettered: a row per event in `alert_dead_letters` and an ERROR log line.
 - Storms are coalesced (live/alerts/events.py `compose`): one message per kind per TRADEOS_ALERT_COALESCE_SECONDS.
@@ -15,6 +16,7 @@ channel, in a process of its own so that an alert goes out even when the engine 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -72,7 +74,7 @@ def _time_cursor(position: str) -> tuple[Any, str]:
 
 
 def _time_position(at: Any, row_id: str) -> str:
-    return f"{at.isoformat() if at is not None else ''}|{row_id}"
+    return f"{at.astimezone(UTC).isoformat(timespec='microseconds') if at is not None else ''}|{row_id}"
 
 
 def _chain(items: Sequence[tuple[AlertEvent, str]], start: str) -> list[ReadEvent]:
@@ -168,6 +170,15 @@ class ReportSource:
         return _chain(items, cursor)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Held:
+    """An event in flight: the cursor it was read under, in which order, and the position just before it."""
+
+    cursor_kind: str
+    sequence: int
+    before: str
+
+
 @dataclass(slots=True)
 class _Outgoing:
     """A message on its way to one channel: how often it was tried, and when next."""
@@ -210,7 +221,10 @@ class Notifier:
         self._sources = list(sources)
         self._clock = clock
         self._conn: psycopg.Connection[Any] | None = None
-        self._cursors: dict[str, Cursor] = {}
+        self._cursors: dict[str, Cursor] = {}  # on record: nothing before them is still to be sent
+        self._read_from: dict[str, Cursor] = {}  # in memory: where the next read starts (past what is held)
+        self._held: dict[tuple[str, str], _Held] = {}  # events in flight on some channel, by key
+        self._sequence = itertools.count()
         self._first_seen: dict[tuple[str, str], float] = {}
         self._unrecorded: list[
             record.Batch
@@ -226,6 +240,7 @@ class Notifier:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg.connect(self._database_url, autocommit=True, connect_timeout=3)
             self._cursors = self._load_cursors(self._conn)
+            self._read_from = dict(self._cursors)
         return self._conn
 
     def _load_cursors(self, conn: psycopg.Connection[Any]) -> dict[str, Cursor]:
@@ -251,7 +266,7 @@ class Notifier:
                 record.execute_many(conn, batch)
             self._unrecorded.remove(batch)
         now = self._clock()
-        read_by_source = [(source, source.read(conn, self._cursors)) for source in self._sources]
+        read_by_source = [(source, source.read(conn, self._read_from)) for source in self._sources]
         self._enqueue(conn, [item for _, items in read_by_source for item in items], now)
         for queue in self._queues:
             self._compose(queue, now)
@@ -260,6 +275,7 @@ class Notifier:
 
     def _enqueue(self, conn: psycopg.Connection[Any], read: list[ReadEvent], now: float) -> None:
         wanted = [item.event for item in read if item.event.kind in self._kinds]
+        before = {item.event.key: item.before for item in read}
         by_kind: dict[str, list[str]] = {}
         for event in wanted:
             by_kind.setdefault(event.kind, []).append(event.event_id)
@@ -276,6 +292,12 @@ class Notifier:
                     continue
                 queue.waiting[event.key] = event
                 self._first_seen.setdefault(event.key, now)
+                if event.key not in self._held:
+                    self._held[event.key] = _Held(
+                        cursor_kind=_cursor_kind(event.kind),
+                        sequence=next(self._sequence),
+                        before=before[event.key],
+                    )
 
     def _compose(self, queue: _ChannelQueue, now: float) -> None:
         messages = compose(
@@ -360,25 +382,34 @@ class Notifier:
     def _move_cursors(
         self, conn: psycopg.Connection[Any], read_by_source: list[tuple[EventSource, list[ReadEvent]]]
     ) -> None:
-        """Each kind's cursor goes to the last event read, or stops just before the first one still in flight."""
+        """The next read starts after the last event read; the cursor on record stops just before the first event
+        (in read order) still in flight on some channel, or else is where the next read starts."""
         in_flight: set[tuple[str, str]] = set()
         for queue in self._queues:
             in_flight |= queue.in_flight()
-        if self._unrecorded:
-            return
-        moved: dict[str, str] = {}
-        for source, read in read_by_source:
-            for cursor_kind in source.cursor_kinds:
-                items = [item for item in read if _cursor_kind(item.event.kind) == cursor_kind]
-                if not items:
-                    continue
-                stuck = next((item for item in items if item.event.key in in_flight), None)
-                position = stuck.before if stuck is not None else items[-1].position
-                if position != self._cursors[cursor_kind].position:
-                    moved[cursor_kind] = position
+        for key in list(self._held):
+            if key not in in_flight:
+                del self._held[key]
         for key in list(self._first_seen):
             if key not in in_flight:
                 del self._first_seen[key]
+        if self._unrecorded:
+            return
+        first_held: dict[str, _Held] = {}
+        for held in self._held.values():
+            if held.cursor_kind not in first_held or held.sequence < first_held[held.cursor_kind].sequence:
+                first_held[held.cursor_kind] = held
+        moved: dict[str, str] = {}
+        for source, read in read_by_source:
+            for cursor_kind in source.cursor_kinds:
+                floor = self._cursors[cursor_kind].floor
+                items = [item for item in read if _cursor_kind(item.event.kind) == cursor_kind]
+                if items:
+                    self._read_from[cursor_kind] = Cursor(items[-1].position, floor)
+                oldest = first_held.get(cursor_kind)
+                position = oldest.before if oldest is not None else self._read_from[cursor_kind].position
+                if position != self._cursors[cursor_kind].position:
+                    moved[cursor_kind] = position
         if moved:
             record.execute_many(
                 conn,

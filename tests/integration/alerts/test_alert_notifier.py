@@ -157,3 +157,41 @@ def test_notify_without_urls_or_with_one_apprise_does_not_know_exits_2_naming_th
     assert code == 2
     assert output.strip().startswith("tradeos: TRADEOS_ALERT_URLS: URL #1 (nosuchscheme:")
     assert "hunter2" not in output
+
+
+def test_events_held_for_their_window_when_the_notifier_dies_are_sent_after_its_restart(
+    tmp_path: Path, database_url: str
+) -> None:
+    rejected = [
+        Order(
+            id=f"held-{n}",
+            timestamp=T0,
+            symbol="CCC",
+            side=Side.SELL,
+            quantity=5,
+            signal_type="mean_reversion",
+            reduces_position=True,
+            status=OrderStatus.REJECTED,
+            reason="MAX_ORDERS_PER_MINUTE",
+        )
+        for n in range(3)
+    ]
+    with WebhookReceiver() as hook:
+        held = {"TRADEOS_ALERT_COALESCE_SECONDS": "600"}
+        with _notifier(tmp_path, database_url, hook.url, **held) as first:
+            _started(database_url, first)
+            with psycopg.connect(database_url) as conn:
+                record.execute_many(conn, record.book.insert_orders(rejected, latencies_us={}))
+            # Recorded after the rejections, sent at once: once it is delivered, the rejections were read too, and
+            # are held for their (long) window.
+            _record_action(database_url, "halt", "ops-dan", "barrier")
+            eventually(lambda: _delivered(database_url, "halt"), what="the halt delivered")
+            first.kill()
+        assert _delivered(database_url, "rejection") == []
+        with _notifier(tmp_path, database_url, hook.url, TRADEOS_ALERT_COALESCE_SECONDS="0.5"):
+            eventually(lambda: len(_delivered(database_url, "rejection")) == 3, what="the held rejections")
+
+    assert [r.title for r in hook.received] == [
+        "TRADEOS: Trading halted by ops-dan",
+        "TRADEOS: 3 x Order rejected: sell 5 CCC",
+    ]
