@@ -38,7 +38,7 @@ from live.stores.record.alerts import Cursor
 log = logging.getLogger("tradeos.alerts")
 
 POLL_SECONDS = 0.5
-ORPHAN_LIMIT_SECONDS = 600.0
+ORPHAN_LIMIT_SECONDS = 300.0
 _RECONNECT_LOG_SECONDS = 30.0
 
 

@@ -35,7 +35,7 @@ log = logging.getLogger("tradeos.watchdog")
 WATCHDOG_ACTOR = "watchdog"
 ENGINE_HEARTBEAT = "signal_engine"
 POLL_SECONDS = 0.25
-ORPHAN_LIMIT_SECONDS = 600.0
+ORPHAN_LIMIT_SECONDS = 120.0
 _OUTAGE_LOG_SECONDS = 10.0
 
 
