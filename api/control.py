@@ -20,7 +20,7 @@ import psycopg
 
 from api.reads import HEARTBEAT_KEYS, heartbeat_ages, heartbeat_ages_of, is_fresh
 from api.schemas import ProfileResponse, StrategyResponse, StrategyStatus, TradingStatus
-from api.stores import Stores, StoreUnavailable, redis_errors
+from api.stores import EarlyConnection, Stores, StoreUnavailable, redis_errors
 from live.control import (
     KILL_SWITCH_ON,
     Command,
@@ -90,6 +90,31 @@ class _SentCommand:
     listeners: int
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _HaltInForce:
+    before: _RedisState  # what Redis held just before the halt
+    already: bool  # a halt was posted already
+    sent: _SentCommand
+
+
+# KEYS: kill switch, trading state, profile, strategy, the heartbeats. ARGV: the kill switch's value, the halted
+# state record, the halted state's name, the control channel, the command. Returns the kill switch, whether a halt
+# was posted already, the command's listeners, then the values of KEYS[2..] as they were.
+_HALT_SCRIPT = """
+local kill = redis.call('GET', KEYS[1])
+local before = redis.call('MGET', unpack(KEYS, 2))
+local already = 0
+if before[1] then
+  local ok, posted = pcall(cjson.decode, before[1])
+  if ok and type(posted) == 'table' and posted['state'] == ARGV[3] then already = 1 end
+end
+redis.call('SET', KEYS[1], ARGV[1])
+if already == 0 then redis.call('SET', KEYS[2], ARGV[2]) end
+local listeners = redis.call('PUBLISH', ARGV[4], ARGV[5])
+return {kill, already, listeners, unpack(before)}
+"""
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -113,6 +138,7 @@ class TradingControl:
     def __init__(self, *, stores: Stores, default_profile: str) -> None:
         self._stores = stores
         self._default_profile = default_profile
+        self._halt_script = stores.redis.register_script(_HALT_SCRIPT)
 
     @property
     def default_profile(self) -> str:
@@ -153,54 +179,74 @@ class TradingControl:
     async def halt(self, *, actor: str, reason: str) -> TradingStatus:
         """Kill switch on, recorded, engine told; returns once a running engine confirms. Idempotent."""
         now = datetime.now(UTC)
-        redis_error: StoreUnavailable | None = None
-        already = False
         command = Halt(command_id=_command_id(), actor=actor, reason=reason)
-        try:
-            current = await self._redis_state()
-            already = current.state is TradingState.HALTED
-            halted = (
-                current.posted if current.posted and already else _halted(now, reason=reason, actor=actor)
+        fresh = _halted(now, reason=reason, actor=actor)
+        # The record's connection is checked out (a round trip of its own) while Redis puts the halt in force.
+        async with self._stores.postgres_soon() as early:
+            try:
+                put = await self._put_halt_in_force(command, fresh)
+            except StoreUnavailable as exc:
+                redis_error = exc
+            else:
+                # The kill switch is set: the record and the engine's confirmation need not wait for each other.
+                recorded, acknowledged = await asyncio.gather(
+                    self._record_halt(
+                        early, already=put.already, command=command, at=now, held_by_redis=True
+                    ),
+                    self._acknowledged(put.sent),
+                )
+                if isinstance(recorded, StoreUnavailable):
+                    raise StoreUnavailable(
+                        "postgres",
+                        "the kill switch is set and trading is halted, but the halt could not be recorded",
+                    ) from recorded
+                current = put.before
+                if current.profile is None:  # not posted yet: the status finds it in the record
+                    return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
+                # What the script put in force: reading it back would cost the operator another round trip.
+                halted = current.posted if put.already and current.posted else fresh
+                return _status_of(
+                    halted, profile=current.profile, engine_acknowledged=acknowledged
+                ).model_copy(update={"strategy": current.strategy})
+            recorded = await self._record_halt(
+                early, already=False, command=command, at=now, held_by_redis=False
             )
-            # One round trip, in this order: the kill switch (in force for the engine's next order from here),
-            # the state, then the command to the engine.
-            async with redis_errors(), self._stores.redis.pipeline(transaction=True) as pipe:
-                pipe.set(redis_keys.KILL_SWITCH, KILL_SWITCH_ON)
-                if not already:
-                    pipe.set(redis_keys.TRADING_STATE, encode_trading_state(halted))
-                pipe.publish(redis_keys.control_channel(self._stores.redis_db), encode_command(command))
-                *_, listeners = await pipe.execute()
-            sent = _SentCommand(command=command, engine_alive=current.engine_alive, listeners=int(listeners))
-        except StoreUnavailable as exc:
-            redis_error = exc
-        if redis_error is None:
-            # The kill switch is set: the record and the engine's confirmation need not wait for each other.
-            recorded, acknowledged = await asyncio.gather(
-                self._record_halt(already=already, actor=actor, reason=reason, at=now, held_by_redis=True),
-                self._acknowledged(sent),
-            )
-            if isinstance(recorded, StoreUnavailable):
-                raise StoreUnavailable(
-                    "postgres",
-                    "the kill switch is set and trading is halted, but the halt could not be recorded",
-                ) from recorded
-            if current.profile is None:  # not posted yet: the status finds it in the record
-                return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
-            # What the pipeline above put in force: reading it back would cost the operator another round trip.
-            return _status_of(halted, profile=current.profile, engine_acknowledged=acknowledged).model_copy(
-                update={"strategy": current.strategy}
-            )
-        recorded = await self._record_halt(
-            already=already, actor=actor, reason=reason, at=now, held_by_redis=False
-        )
         if isinstance(recorded, StoreUnavailable):
             raise StoreUnavailable("redis and postgres", recorded) from recorded
         raise StoreUnavailable(
             "redis", "the halt is recorded in PostgreSQL; the engine does not trade while Redis is down"
         ) from redis_error
 
+    async def _put_halt_in_force(self, command: Halt, halted: TradingStateRecord) -> _HaltInForce:
+        """One round trip, atomically and in this order: read what the status needs, set the kill switch (in force
+        for the engine's next order from here), post the halted state unless a halt is already posted (its
+        `since` stands), and publish the command to the engine."""
+        async with redis_errors():
+            kill, already, listeners, state, profile, strategy, *heartbeats = await self._halt_script(
+                keys=[
+                    redis_keys.KILL_SWITCH,
+                    redis_keys.TRADING_STATE,
+                    redis_keys.PROFILE,
+                    redis_keys.STRATEGY,
+                    *HEARTBEAT_KEYS,
+                ],
+                args=[
+                    KILL_SWITCH_ON,
+                    encode_trading_state(halted),
+                    TradingState.HALTED.value,
+                    redis_keys.control_channel(self._stores.redis_db),
+                    encode_command(command),
+                ],
+            )
+        before = _redis_state_of(kill, state, profile, strategy, heartbeats)
+        return _HaltInForce(
+            before=before,
+            already=bool(already),
+            sent=_SentCommand(command=command, engine_alive=before.engine_alive, listeners=int(listeners)),
+        )
+
     async def _record_halt(
-        self, *, already: bool, actor: str, reason: str, at: datetime, held_by_redis: bool
+        self, early: EarlyConnection, *, already: bool, command: Halt, at: datetime, held_by_redis: bool
     ) -> StoreUnavailable | None:
         """Records the halt. Once the kill switch is set (`held_by_redis`), the record need not wait for the disk
         (see `_record`); without it the record is all that holds the halt, and it waits."""
@@ -208,7 +254,12 @@ class TradingControl:
             return None
         try:
             await self._record(
-                action="halt", actor=actor, reason=reason, at=at, wait_for_flush=not held_by_redis
+                action="halt",
+                actor=command.actor,
+                reason=command.reason,
+                at=at,
+                early=early,
+                wait_for_flush=not held_by_redis,
             )
         except StoreUnavailable as exc:
             return exc
@@ -343,13 +394,7 @@ class TradingControl:
                     *HEARTBEAT_KEYS,
                 ]
             )
-        return _RedisState(
-            kill_switch=kill_switch_is_set(kill),
-            posted=_posted(state),
-            profile=_text(profile) if profile else None,
-            strategy=_strategy(strategy),
-            engine_alive=any(is_fresh(age) for age in heartbeat_ages_of(heartbeats).values()),
-        )
+        return _redis_state_of(kill, state, profile, strategy, heartbeats)
 
     async def _record(
         self,
@@ -360,6 +405,7 @@ class TradingControl:
         at: datetime,
         value: str = "",
         conn: psycopg.AsyncConnection | None = None,
+        early: EarlyConnection | None = None,
         wait_for_flush: bool = True,
     ) -> None:
         """Records the action. `wait_for_flush=False` is for a halt only: its commit then does not wait for the WAL
@@ -372,14 +418,13 @@ class TradingControl:
         statement = record.decisions.insert_control_action(
             ControlAction(timestamp=at, action=action, actor=actor, reason=reason, value=value)
         )
+        if early is not None:
+            conn = await early.connection()
         if conn is not None:
-            await record.execute_async(conn, statement)
+            await _execute(conn, statement, wait_for_flush=wait_for_flush)
             return
         async with self._stores.postgres() as own:
-            if wait_for_flush:
-                await record.execute_async(own, statement)
-                return
-            await record.execute_unflushed_async(own, statement)
+            await _execute(own, statement, wait_for_flush=wait_for_flush)
 
     async def _recorded_strategy(self) -> StrategyStatus | None:
         try:
@@ -452,6 +497,22 @@ class TradingControl:
         return ack
 
 
+def _redis_state_of(
+    kill: bytes | str | None,
+    state: bytes | str | None,
+    profile: bytes | str | None,
+    strategy: bytes | str | None,
+    heartbeats: list[bytes | str | None],
+) -> _RedisState:
+    return _RedisState(
+        kill_switch=kill_switch_is_set(kill),
+        posted=_posted(state),
+        profile=_text(profile) if profile else None,
+        strategy=_strategy(strategy),
+        engine_alive=any(is_fresh(age) for age in heartbeat_ages_of(heartbeats).values()),
+    )
+
+
 def _strategy(raw: bytes | str | None) -> StrategyStatus | None:
     if not raw:
         return None
@@ -459,6 +520,18 @@ def _strategy(raw: bytes | str | None) -> StrategyStatus | None:
         return StrategyStatus.model_validate_json(raw)
     except ValueError:
         return None
+
+
+async def _execute(
+    conn: psycopg.AsyncConnection, statement: record.Statement, *, wait_for_flush: bool
+) -> None:
+    try:
+        if wait_for_flush:
+            await record.execute_async(conn, statement)
+        else:
+            await record.execute_unflushed_async(conn, statement)
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailable("postgres", exc) from exc
 
 
 def _halted(since: datetime, *, reason: str, actor: str) -> TradingStateRecord:

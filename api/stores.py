@@ -4,6 +4,7 @@ server turns into a quick `StoreUnavailable` (HTTP 503) rather than a hung reque
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -93,6 +94,16 @@ class Stores:
         await self.redis.aclose()
 
     @asynccontextmanager
+    async def postgres_soon(self) -> AsyncIterator[EarlyConnection]:
+        """A pooled connection whose checkout (the pool's check is a round trip of its own) starts now and runs
+        while the caller does other work; `await early.connection()` when it is needed. Given back on exit."""
+        early = EarlyConnection(asyncio.ensure_future(self.pool.getconn()))
+        try:
+            yield early
+        finally:
+            await early.give_back(self.pool)
+
+    @asynccontextmanager
     async def postgres(self) -> AsyncIterator[psycopg.AsyncConnection]:
         """A pooled connection; connection failures become `StoreUnavailable("postgres")`."""
         try:
@@ -100,6 +111,29 @@ class Stores:
                 yield conn
         except (TimeoutError, psycopg.OperationalError, PoolTimeout) as exc:
             raise StoreUnavailable("postgres", exc) from exc
+
+
+class EarlyConnection:
+    """A pool checkout under way (`Stores.postgres_soon`)."""
+
+    def __init__(self, checkout: asyncio.Future[psycopg.AsyncConnection]) -> None:
+        self._checkout = checkout
+
+    async def connection(self) -> psycopg.AsyncConnection:
+        """The connection, once checked out; failures become `StoreUnavailable("postgres")`."""
+        try:
+            return await asyncio.shield(self._checkout)
+        except (TimeoutError, psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable("postgres", exc) from exc
+
+    async def give_back(self, pool: AsyncConnectionPool) -> None:
+        if not self._checkout.done():
+            self._checkout.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._checkout
+            return
+        if not self._checkout.cancelled() and self._checkout.exception() is None:
+            await pool.putconn(self._checkout.result())
 
 
 @asynccontextmanager

@@ -59,6 +59,16 @@ class EventHub:
     def client_count(self) -> int:
         return len(self._subscribers)
 
+    @property
+    def queue_size(self) -> int:
+        """Messages a client may fall behind before it is dropped."""
+        return self._queue_size
+
+    def queued(self) -> tuple[int, int]:
+        """(the deepest client queue, the messages queued over all clients)."""
+        depths = [subscriber.queue.qsize() for subscriber in self._subscribers]
+        return (max(depths, default=0), sum(depths))
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="tradeos-ws-hub")
 
@@ -92,7 +102,9 @@ class EventHub:
                 backoff = 0.1
                 while not self._stopping:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is not None and message.get("type") == "message":
+                    # With no client the message is only read off the connection: decoding every event the engine
+                    # publishes at full speed would take the CPU an operator's halt is waiting for.
+                    if self._subscribers and message is not None and message.get("type") == "message":
                         self.dispatch(message["data"])
                         # Let the client senders run between messages of a burst.
                         await asyncio.sleep(0)

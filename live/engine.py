@@ -157,6 +157,20 @@ class Outbox:
     def __post_init__(self) -> None:
         self.signal_recorder = SignalRecorder(self.signal_rows.append, self.actionable_signals.append_row)
 
+    def size(self) -> int:
+        """How many events it holds (a gauge: read without the engine lock, it may be a step behind)."""
+        return (
+            len(self.bars)
+            + len(self.signal_rows)
+            + len(self.orders)
+            + len(self.order_updates)
+            + len(self.fills)
+            + len(self.risk_events)
+            + len(self.regime_changes)
+            + len(self.equity)
+            + len(self.control_actions)
+        )
+
     def is_empty(self) -> bool:
         return not (
             self.bars

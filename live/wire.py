@@ -289,6 +289,22 @@ def strategy_status_json(*, name: str, version: str, params_json: str, params_ha
     ).model_dump_json()
 
 
+class EngineQueues(BaseModel):
+    """The engine's queues as its housekeeping thread last saw them (`tradeos:queues:engine`, written with each
+    heartbeat): what a slow PostgreSQL or an unreachable Redis piles up before anything is lost or refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: UtcDatetime = Field(description="Wall clock of the reading.")
+    awaiting_commit: int = Field(
+        ge=0, description="Events made (bars, signals, orders, fills, ...) not yet committed to PostgreSQL."
+    )
+    awaiting_publish: int = Field(
+        ge=0, description="Risk events held back while Redis could not be reached, published once it can be."
+    )
+    outage_events: int = Field(ge=0, description="Outage risk events met and not yet handed to the record.")
+
+
 class TradingStatus(BaseModel):
     """Where trading stands: active, reduce-only (no new exposure) or halted; since when, why, by whom."""
 

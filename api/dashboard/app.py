@@ -18,11 +18,13 @@ from api.auth import redact_server_logs
 from api.browser_session import CSRF_HEADER, csrf_for, install_browser_session
 from api.control import TradingControl
 from api.dashboard.overview import Overview, read_overview
+from api.dashboard.rolling_ic import RollingIc, RollingIcReader
 from api.deps import SettingsDep, StoresDep, TokenDep
 from api.flow_runs import FlowRuns, FlowRunsUnavailable
 from api.metrics import SignalsMetrics, get_warehouse
 from api.metrics import signals as signal_metrics
 from api.request_limits import install_request_limits
+from api.runtime import NO_TELEMETRY
 from api.stores import Stores
 from live.domain import iso_utc
 from live.settings import Settings
@@ -112,6 +114,13 @@ async def overview(stores: StoresDep, settings: SettingsDep) -> Overview:
     return await read_overview(stores=stores, initial_cash=settings.engine.initial_cash)
 
 
+@router.get("/dashboard/rolling-ic", response_model=RollingIc)
+async def live_rolling_ic(request: Request, stores: StoresDep) -> RollingIc:
+    """IC per signal type over the latest bars of the record (the flow's definition on a rolling window)."""
+    reader: RollingIcReader = request.app.state.rolling_ic
+    return await reader.read(stores)
+
+
 @router.get("/dashboard/signal-ic", response_model=SignalsMetrics | None)
 def signal_ic(request: Request) -> SignalsMetrics | None:
     """The Metrics API's `/metrics/signals` (IC per signal type from the last `signal-ic` run), read here so the
@@ -184,6 +193,7 @@ def create_app(settings: Settings) -> FastAPI:
             await stores.close()
 
     app = FastAPI(
+        telemetry=NO_TELEMETRY,
         title=DASHBOARD_TITLE,
         redirect_slashes=False,
         docs_url=None,
@@ -193,6 +203,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.flow_runs = FlowRuns(settings)
+    app.state.rolling_ic = RollingIcReader()
     operator.add_error_handlers(app)
     install_request_limits(app)
     app.include_router(router)

@@ -7,13 +7,17 @@ import asyncio
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.reads import heartbeat_ages, probe_health
 from api.schemas import Health, UtcDatetime
-from api.stores import Stores, StoreUnavailable
+from api.stores import Stores, StoreUnavailable, redis_errors
+from api.ws_clients import WebSocketQueues, websocket_queues
 from live.profiles import PROFILES
-from live.stores import record
+from live.service.publisher import MAX_PENDING
+from live.stores import record, redis_keys
+from live.stores.redis_keys import HEARTBEAT_MAX_AGE_SECONDS
+from live.wire import EngineQueues
 
 EQUITY_POINTS = 600
 LOG_ROWS = 50
@@ -89,6 +93,16 @@ class ControlActionRow(_Frozen):
     value: str
 
 
+class QueueDepth(_Frozen):
+    """One queue between the parts of the system: how much waits in it now, and where it starts losing or refusing
+    (null: unbounded, or not known)."""
+
+    name: str
+    depth: int | None = Field(description="Null when no fresh reading exists (no engine running).")
+    limit: int | None
+    note: str
+
+
 class Overview(_Frozen):
     """`GET /dashboard/overview`: the record behind the screen's panels, newest first except the equity curve."""
 
@@ -106,6 +120,9 @@ class Overview(_Frozen):
     control_actions: list[ControlActionRow]
     health: Health = Field(description="As `GET /healthz` reports it (here always with a 200).")
     heartbeat_ages: dict[str, float | None] = Field(description="Seconds since each engine service's beat.")
+    queues: list[QueueDepth] = Field(
+        description="The engine's queues (read with its heartbeat) and the WebSocket's."
+    )
 
 
 def profile_limits() -> dict[str, ProfileLimits]:
@@ -127,9 +144,67 @@ async def _heartbeats(stores: Stores) -> dict[str, float | None]:
         return {}
 
 
+async def _engine_queues(stores: Stores) -> EngineQueues | None:
+    try:
+        async with redis_errors():
+            raw = await stores.redis.get(redis_keys.ENGINE_QUEUES)
+    except StoreUnavailable:
+        return None
+    if raw is None:
+        return None
+    try:
+        return EngineQueues.model_validate_json(raw)
+    except ValidationError:
+        return None
+
+
+async def _websocket_queues(stores: Stores) -> WebSocketQueues | None:
+    try:
+        return await websocket_queues(stores)
+    except StoreUnavailable:
+        return None
+
+
+async def read_queues(stores: Stores) -> list[QueueDepth]:
+    """The engine's queues as it last posted them (left unknown when that reading is stale: no engine is beating)
+    and the WebSocket clients' queues of every API process."""
+    engine, websocket = await asyncio.gather(_engine_queues(stores), _websocket_queues(stores))
+    fresh = (
+        engine is not None and (datetime.now(UTC) - engine.at).total_seconds() <= HEARTBEAT_MAX_AGE_SECONDS
+    )
+    clients = websocket.clients if websocket else 0
+    return [
+        QueueDepth(
+            name="events awaiting commit",
+            depth=engine.awaiting_commit if engine and fresh else None,
+            limit=None,
+            note="made by the engine, not yet in PostgreSQL (grows while PostgreSQL is slow or down)",
+        ),
+        QueueDepth(
+            name="risk events awaiting publish",
+            depth=engine.awaiting_publish if engine and fresh else None,
+            limit=MAX_PENDING,
+            note="held back while Redis is unreachable; the oldest are dropped past the limit (all are recorded)",
+        ),
+        QueueDepth(
+            name="outage events awaiting record",
+            depth=engine.outage_events if engine and fresh else None,
+            limit=None,
+            note="outages met, recorded once PostgreSQL answers",
+        ),
+        QueueDepth(
+            name="WebSocket: deepest client queue",
+            depth=websocket.deepest_queue if websocket else None,
+            limit=websocket.limit if websocket and websocket.limit else None,
+            note=f"{clients} client{'s' if clients != 1 else ''}; a client this far behind is dropped",
+        ),
+    ]
+
+
 async def read_overview(*, stores: Stores, initial_cash: Decimal) -> Overview:
-    """One PostgreSQL connection, a handful of bounded queries; the health probes and heartbeats meanwhile."""
+    """One PostgreSQL connection, a handful of bounded queries; the health probes, heartbeats and queues meanwhile."""
     beats = asyncio.ensure_future(_heartbeats(stores))
+    queues = asyncio.ensure_future(read_queues(stores))
     health = asyncio.ensure_future(probe_health(stores=stores))
     async with stores.postgres() as conn:
         curve = await record.fetch_async(conn, record.book.equity_curve(points=EQUITY_POINTS))
@@ -183,6 +258,7 @@ async def read_overview(*, stores: Stores, initial_cash: Decimal) -> Overview:
         ],
         health=await health,
         heartbeat_ages=await beats,
+        queues=await queues,
     )
 
 

@@ -41,6 +41,7 @@ from live.service.pacing import Pulse, StaleFeedWatch
 from live.service.publisher import Publisher
 from live.stores.postgres import PostgresStore
 from live.stores.redis_store import RedisStore
+from live.wire import EngineQueues
 
 log = logging.getLogger("tradeos.engine")
 
@@ -221,7 +222,13 @@ class Housekeeping:
         services = ["signal_engine"]
         if not self._outages.postgres_down:
             services.append("execution")
-        store.heartbeat(services)
+        queues = EngineQueues(
+            at=datetime.now(UTC),
+            awaiting_commit=self._book.engine.outbox.size(),
+            awaiting_publish=self._publisher.pending_count(),
+            outage_events=self._outages.waiting(),
+        )
+        store.heartbeat(services, queues=queues.model_dump_json())
 
     def _redis_back(self, pg: PostgresStore) -> None:
         """Redis may answer again. A halt an operator asked for meanwhile reached only PostgreSQL: adopt it before

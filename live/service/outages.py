@@ -44,6 +44,10 @@ class Outages:
     def redis_back(self) -> None:
         self.redis_down = False
 
+    def waiting(self) -> int:
+        """Outage events met and not yet taken by the recorder."""
+        return len(self._events)
+
     def take_events(self) -> list[RiskEvent]:
         """The outage events not yet handed to the recorder."""
         with self._lock:

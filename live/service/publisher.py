@@ -37,7 +37,7 @@ from live.wire import (
 log = logging.getLogger("tradeos.engine")
 
 SNAPSHOT_SECONDS = 0.25  # the snapshot is coalesced to a few a second, but follows every batch with fills
-_MAX_PENDING = 1000
+MAX_PENDING = 1000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,6 +113,10 @@ class Publisher:
         if current != self._snapshot_of and time.monotonic() - self._last_snapshot >= SNAPSHOT_SECONDS:
             self.publish([], with_snapshot=True)
 
+    def pending_count(self) -> int:
+        """Risk events kept through a Redis outage (at most `MAX_PENDING`, the oldest dropped first)."""
+        return len(self._pending)
+
     def has_pending(self) -> bool:
         """Risk events kept through a Redis outage, still to be delivered."""
         return bool(self._pending)
@@ -133,7 +137,7 @@ class Publisher:
             else:
                 self._pending = []
                 return
-        self._pending = [event for event in outgoing if isinstance(event, RiskEvent)][-_MAX_PENDING:]
+        self._pending = [event for event in outgoing if isinstance(event, RiskEvent)][-MAX_PENDING:]
         self._snapshot_of = None  # not delivered: publish it again once Redis is back
 
     def mirror_state(self, *, force: bool = False) -> bool:

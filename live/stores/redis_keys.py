@@ -12,9 +12,10 @@ Keys (per Redis DB):
   tradeos:portfolio              JSON portfolio snapshot (the GET /portfolio shape), written by the engine
   tradeos:heartbeat:<service>    wall-clock unix seconds of the service's last sign of life
                                  (services: signal_engine, execution)
+  tradeos:queues:engine          JSON of the engine's queue depths (live.wire.EngineQueues), with each heartbeat
   tradeos:control_ack:<id>       list the engine LPUSHes its CommandAck to, for command <id>
-  tradeos:ws_clients:<api id>    WebSocket clients connected to one API process (expires unless refreshed), for
-                                 the Metrics API's Prometheus exposition
+  tradeos:ws_clients:<api id>    JSON {"clients", "deepest_queue", "queued"} of one API process's WebSocket
+                                 clients (expires unless refreshed), for the dashboard and the Metrics API
 Channels (namespaced by DB index, since pub/sub ignores the DB):
   tradeos:<db>:events            every event as the WebSocket sends it: {"type", "data", "timestamp"}
   tradeos:<db>:control           operator commands: {"id", "command", "actor", "reason", "value"} (live.control.Command)
@@ -28,6 +29,7 @@ PROFILE = "tradeos:profile"
 STRATEGY = "tradeos:strategy"
 PORTFOLIO = "tradeos:portfolio"
 HEARTBEAT_PREFIX = "tradeos:heartbeat:"
+ENGINE_QUEUES = "tradeos:queues:engine"
 CONTROL_ACK_PREFIX = "tradeos:control_ack:"
 WS_CLIENTS_PREFIX = "tradeos:ws_clients:"
 HEARTBEAT_SERVICES: tuple[str, ...] = ("signal_engine", "execution")

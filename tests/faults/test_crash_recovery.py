@@ -60,6 +60,42 @@ def _record(url: str) -> dict[str, list[tuple[object, ...]]]:
     }
 
 
+def _first_difference(
+    table: str,
+    crashed: dict[str, list[tuple[object, ...]]],
+    reference: dict[str, list[tuple[object, ...]]],
+    *,
+    crashed_url: str,
+    reference_url: str,
+) -> str:
+    """Where the crashed run's `table` first leaves the uninterrupted run's, with each run's risk events and
+    control actions around that time: enough to tell a recovery defect from a fail-closed refusal under load."""
+    ours, theirs = crashed[table], reference[table]
+    index = next(
+        (i for i, (a, b) in enumerate(zip(ours, theirs, strict=False)) if a != b), min(len(ours), len(theirs))
+    )
+    row = (ours[index : index + 1] or theirs[index : index + 1] or [()])[0]
+    moment = next((v for v in row if hasattr(v, "tzinfo")), None)
+    context = ""
+    if moment is not None:
+        window = (moment - timedelta(minutes=5), moment + timedelta(minutes=1))
+        for name, url in (("crashed", crashed_url), ("reference", reference_url)):
+            events = rows(
+                url,
+                "SELECT timestamp, code, symbol, left(detail, 80) FROM risk_events"
+                " WHERE timestamp BETWEEN %s AND %s ORDER BY id",
+                window,
+            )
+            actions = rows(url, "SELECT timestamp, action, actor, reason FROM control_actions ORDER BY id")
+            context += (
+                f"\n{name} risk events near {moment}: {events}\n{name} control actions: {actions[-10:]}"
+            )
+    return (
+        f"{table} differ from the uninterrupted run at row {index} of {len(ours)} (reference: {len(theirs)}):"
+        f"\n crashed:   {ours[index : index + 2]}\n reference: {theirs[index : index + 2]}{context}"
+    )
+
+
 def test_kill_9_mid_replay_loses_and_duplicates_nothing_and_ends_where_an_uninterrupted_run_ends(
     tmp_path: Path, private_postgres: PrivatePostgres, private_redis: PrivateRedis
 ) -> None:
@@ -142,7 +178,9 @@ def test_kill_9_mid_replay_loses_and_duplicates_nothing_and_ends_where_an_uninte
         crashed, reference = _record(crashed_url), _record(reference_url)
         assert len(reference["fills"]) > 20
         for table in ("fills", "orders", "positions", "equity"):
-            assert crashed[table] == reference[table], f"{table} differ from the uninterrupted run"
+            assert crashed[table] == reference[table], _first_difference(
+                table, crashed, reference, crashed_url=crashed_url, reference_url=reference_url
+            )
     finally:
         private_postgres.drop_database(reference_url)
         private_postgres.drop_database(crashed_url)

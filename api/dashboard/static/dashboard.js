@@ -9,6 +9,7 @@
   const EQUITY_REDRAW_MS = 1000;
   const OVERVIEW_REFRESH_MS = 1000;
   const HEALTH_POLL_MS = 5000;
+  const SIGNAL_IC_REFRESH_MS = 10000; // the server recomputes the rolling IC at most this often
   const BAR_SECONDS = 60;
 
   const state = {
@@ -365,6 +366,16 @@
       cell(services[name] ?? "–", services[name] === "healthy" ? "pos" : "neg"),
       cell(ages[name] == null ? "–" : `${ages[name].toFixed(1)} s`, "num"),
     ]);
+    fillBody("queues", state.overview?.queues ?? [], (q) => {
+      const name = cell(q.name);
+      name.title = q.note;
+      const full = q.depth != null && q.limit != null && q.depth >= q.limit / 2;
+      return [
+        name,
+        cell(q.depth == null ? "–" : String(q.depth), full ? "num neg" : "num"),
+        cell(q.limit == null ? "–" : String(q.limit), "num"),
+      ];
+    });
   }
 
   function render() {
@@ -413,23 +424,32 @@
   }
 
   async function loadSignalIc() {
-    try {
-      const metrics = await api("/dashboard/signal-ic");
-      if (metrics === null) {
-        $("signal-ic-note").textContent = "IC per signal type appears after the first signal-ic flow run.";
-        return;
-      }
-      fillBody("signal-ic", metrics.signals, (s) => [
-        cell(s.signal_type),
-        cell(s.ic_mean == null ? "–" : s.ic_mean.toFixed(4), signed(s.ic_mean ?? 0)),
-        cell(s.ic_ir == null ? "–" : s.ic_ir.toFixed(3), "num"),
-        cell(String(s.n_periods), "num"),
-        cell(pct(s.win_rate, 1), "num"),
-      ]);
-      $("signal-ic-note").textContent = `IC from the signal-ic flow, as of ${time(metrics.as_of)}`;
-    } catch (error) {
-      $("signal-ic-note").textContent = error.message;
-    }
+    const quietly = (path) => api(path).catch((error) => {
+      console.warn(path, error.message);
+      return null;
+    });
+    const [rolling, flow] = await Promise.all([quietly("/dashboard/rolling-ic"), quietly("/dashboard/signal-ic")]);
+    const live = new Map((rolling?.signals ?? []).map((s) => [s.signal_type, s]));
+    const ran = new Map((flow?.signals ?? []).map((s) => [s.signal_type, s]));
+    const types = [...new Set([...live.keys(), ...ran.keys()])].sort();
+    const fixed = (value, digits) => (value == null ? "–" : value.toFixed(digits));
+    fillBody("signal-ic", types, (type) => {
+      const r = live.get(type);
+      const f = ran.get(type);
+      return [
+        cell(type),
+        cell(fixed(r?.ic_mean, 4), signed(r?.ic_mean ?? 0)),
+        cell(fixed(r?.ic_ir, 3), "num"),
+        cell(r ? String(r.n_periods) : "–", "num"),
+        cell(fixed(f?.ic_mean, 4), signed(f?.ic_mean ?? 0)),
+        cell(f ? pct(f.win_rate, 1) : "–", "num"),
+      ];
+    });
+    const notes = [];
+    if (rolling?.first) notes.push(`rolling: the last ${rolling.window_bars} bar times (${time(rolling.first)} to ${time(rolling.last)})`);
+    else if (rolling) notes.push("rolling: no bars recorded yet");
+    notes.push(flow ? `flow: signal-ic as of ${time(flow.as_of)}` : "flow: after the first signal-ic run");
+    $("signal-ic-note").textContent = notes.join("; ");
   }
 
   async function loadLinks() {
@@ -596,6 +616,7 @@
       report(error.message, true);
     }
     loadSignalIc();
+    setInterval(loadSignalIc, SIGNAL_IC_REFRESH_MS);
     loadLinks().catch((error) => console.warn("links", error.message));
     pollHealth();
     setInterval(pollHealth, HEALTH_POLL_MS);

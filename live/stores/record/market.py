@@ -6,7 +6,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from live.domain import Bar
 from live.engine import SignalRow
@@ -199,4 +199,50 @@ def bars_recorded_after(*, after: datetime | None) -> Query[tuple[int, datetime 
         sql="SELECT count(*), max(timestamp) FROM bars WHERE %(after)s::timestamptz IS NULL OR timestamp > %(after)s",
         params={"after": after},
         decode=_count_through,
+    )
+
+
+class RecentMarket(NamedTuple):
+    """The last bars of the record and the signal values computed on them, as columns (a polars frame's input)."""
+
+    bars: dict[str, list[Any]]  # timestamp, symbol, close
+    signals: dict[str, list[Any]]  # timestamp, symbol, signal_type, strength, horizon_bars
+
+
+def _recent_market(rows: list[Row]) -> RecentMarket:
+    bars: dict[str, list[Any]] = {"timestamp": [], "symbol": [], "close": []}
+    signals: dict[str, list[Any]] = {
+        "timestamp": [],
+        "symbol": [],
+        "signal_type": [],
+        "strength": [],
+        "horizon_bars": [],
+    }
+    for kind, timestamp, symbol, close, signal_type, strength, horizon in rows:
+        if kind == "b":
+            bars["timestamp"].append(timestamp)
+            bars["symbol"].append(symbol)
+            bars["close"].append(close)
+        else:
+            signals["timestamp"].append(timestamp)
+            signals["symbol"].append(symbol)
+            signals["signal_type"].append(signal_type)
+            signals["strength"].append(strength)
+            signals["horizon_bars"].append(horizon)
+    return RecentMarket(bars=bars, signals=signals)
+
+
+def recent_market(*, timestamps: int) -> Query[RecentMarket]:
+    """The bars of the last `timestamps` distinct bar times (a backward scan of the bars' primary key) and every
+    signal value stamped in that span, in one statement."""
+    return Query(
+        sql="WITH times AS (SELECT DISTINCT timestamp FROM bars ORDER BY timestamp DESC LIMIT %(timestamps)s),"
+        " cut AS (SELECT min(timestamp) AS since FROM times)"
+        " SELECT 'b', b.timestamp, b.symbol, b.close, NULL::text, NULL::float8, NULL::int"
+        " FROM bars b, cut WHERE b.timestamp >= cut.since"
+        " UNION ALL"
+        " SELECT 's', s.timestamp, s.symbol, NULL::float8, s.signal_type, s.strength, s.horizon_bars"
+        " FROM signals s, cut WHERE s.timestamp >= cut.since",
+        params={"timestamps": timestamps},
+        decode=_recent_market,
     )

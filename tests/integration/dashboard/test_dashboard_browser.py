@@ -7,6 +7,7 @@ One service and one browser for the module; each test has its own browser contex
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -18,10 +19,13 @@ import psycopg
 import pytest
 import redis
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Route, expect, sync_playwright
+from scipy.stats import spearmanr
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from api.browser_session import SESSION_COOKIE
+from api.dashboard.rolling_ic import WINDOW_BARS
+from live.service.publisher import MAX_PENDING
 from tests.support import Service, eventually, free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -74,6 +78,9 @@ class Desk:
         if status["status"] != "active":
             assert status["status"] == "halted", status
             assert status["actor"].startswith("circuit_breaker:"), status
+
+    def dashboard_get(self, path: str) -> httpx.Response:
+        return httpx.get(self.dashboard_url + path, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
 
     def fill_exists(self, fill_id: str) -> bool:
         with psycopg.connect(self.database_url) as conn:
@@ -333,3 +340,72 @@ def test_the_websocket_takes_the_session_only_from_the_dashboard_origin(visit: V
     ):
         with pytest.raises(InvalidStatus):
             _handshake(desk, origin=origin, cookie=presented)
+
+
+def test_the_queue_panel_shows_the_engines_queues_and_the_websocket_clients(visit: Visit, desk: Desk) -> None:
+    page = signed_in(visit, desk)  # the page's own WebSocket is a client of the API
+
+    rows = page.locator("#queues tbody tr")
+    expect(rows).to_have_count(4)
+    expect(rows.nth(0).locator("td").nth(0)).to_have_text("events awaiting commit")
+    expect(rows.nth(0).locator("td").nth(1)).to_have_text(re.compile(r"^\d+$"))  # the engine posted a reading
+    expect(rows.nth(1).locator("td").nth(2)).to_have_text(str(MAX_PENDING))
+    expect(rows.nth(3).locator("td").nth(2)).to_have_text("1024")
+    expect(rows.nth(3).locator("td").nth(0)).to_have_attribute("title", re.compile(r"^[1-9]\d* clients?;"))
+    queues = {q["name"]: q for q in desk.dashboard_get("/dashboard/overview").json()["queues"]}
+    assert queues["events awaiting commit"]["depth"] >= 0
+    assert queues["WebSocket: deepest client queue"]["depth"] is not None
+    visit.assert_only_this_host_and_no_errors()
+
+
+def _spearman_ic(database_url: str, first: str, last: str) -> dict[str, tuple[float, int]]:
+    """(mean IC, timestamps with an IC) per signal type over the bars stamped `first`..`last`, computed apart
+    from analytics/ic.py: scipy's Spearman per timestamp between strength and the forward return over the
+    signal's horizon in the symbol's own bars within the window."""
+    with psycopg.connect(database_url) as conn:
+        bars = conn.execute(
+            "SELECT symbol, timestamp, close FROM bars WHERE timestamp BETWEEN %s AND %s ORDER BY symbol, timestamp",
+            (first, last),
+        ).fetchall()
+        signals = conn.execute(
+            "SELECT timestamp, symbol, signal_type, strength, horizon_bars FROM signals"
+            " WHERE timestamp BETWEEN %s AND %s",
+            (first, last),
+        ).fetchall()
+    closes: dict[str, list[tuple[object, float]]] = {}
+    for symbol, timestamp, close in bars:
+        closes.setdefault(symbol, []).append((timestamp, close))
+    index = {(symbol, t): i for symbol, series in closes.items() for i, (t, _) in enumerate(series)}
+    cross: dict[tuple[str, object], list[tuple[float, float]]] = {}
+    for timestamp, symbol, signal_type, strength, horizon in signals:
+        i = index.get((symbol, timestamp))
+        series = closes.get(symbol, [])
+        if i is None or i + horizon >= len(series):
+            continue
+        forward = series[i + horizon][1] / series[i][1] - 1.0
+        cross.setdefault((signal_type, timestamp), []).append((strength, forward))
+    ics: dict[str, list[float]] = {}
+    for (signal_type, _), pairs in cross.items():
+        if len(pairs) < 2:
+            continue
+        strengths, forwards = zip(*pairs, strict=True)
+        if len(set(strengths)) < 2 or len(set(forwards)) < 2:
+            continue
+        ics.setdefault(signal_type, []).append(float(spearmanr(strengths, forwards).statistic))
+    return {t: (sum(v) / len(v), len(v)) for t, v in ics.items()}
+
+
+def test_the_rolling_ic_is_the_flows_definition_over_the_latest_bars(desk: Desk) -> None:
+    def a_window_with_ics() -> dict[str, object] | None:
+        body = desk.dashboard_get("/dashboard/rolling-ic").json()
+        return body if any(s["n_periods"] > 0 for s in body["signals"]) else None
+
+    body = eventually(a_window_with_ics, timeout=60, what="a rolling IC with periods")
+
+    expected = _spearman_ic(desk.database_url, body["first"], body["last"])
+    got = {s["signal_type"]: (s["ic_mean"], s["n_periods"]) for s in body["signals"] if s["n_periods"]}
+    assert got.keys() == expected.keys()
+    for signal_type, (mean, periods) in expected.items():
+        assert got[signal_type][1] == periods, signal_type
+        assert got[signal_type][0] == pytest.approx(mean, abs=1e-9), signal_type
+    assert body["window_bars"] == WINDOW_BARS
