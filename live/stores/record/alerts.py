@@ -38,7 +38,7 @@ class FillEvent(NamedTuple):
     timestamp: datetime
     symbol: str
     side: str
-    quantity: int
+    quantity: Decimal
     price: Decimal
     fee: Decimal
     signal_type: str
@@ -51,7 +51,7 @@ class RejectionEvent(NamedTuple):
     timestamp: datetime
     symbol: str
     side: str
-    quantity: int
+    quantity: Decimal
     signal_type: str
     reason: str
 
