@@ -93,7 +93,7 @@ def test_a_database_with_whole_share_quantities_upgrades_in_place_and_keeps_its_
 
     applied = apply_migrations(conn)
 
-    assert applied == ["003_fractional_quantities.sql"]
+    assert applied[0] == "003_fractional_quantities.sql"  # then any later ones
     assert _column_types(conn) == {"orders": "numeric", "fills": "numeric", "positions": "numeric"}
     recorded = record.fetch(conn, record.book.all_fills())
     assert [(f.id, f.quantity) for f in recorded] == [("o-1-F", D(12)), ("o-2-F", D(5))]
