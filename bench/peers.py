@@ -21,6 +21,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -178,8 +179,13 @@ def numpy_limit(arrays: dict[str, np.ndarray]) -> tuple[float, float]:
     return wall, cpu
 
 
+def say(text: str) -> None:
+    print(f"  peers: {text}", file=sys.stderr, flush=True)
+
+
 def run_peer(name: str, bars_file: Path) -> dict[str, Any]:
     python = peer_python(name)
+    say(f"{name} ...")
     load = load_average()
     done = subprocess.run(
         [str(python), str(DRIVERS / f"{name}_engine.py"), str(bars_file), str(PEER_RUNS[name])],
@@ -268,14 +274,16 @@ def _best(rounds: list[dict[str, Any]]) -> dict[str, Any]:
 def measure() -> dict[str, Figure]:
     setup = Stopwatch()
     with setup:
-        for name in PEERS:
-            peer_python(name)
+        say(f"virtual environments under {venvs_home()} ...")
+        with ThreadPoolExecutor(len(PEERS)) as pool:  # on a first run, the downloads overlap
+            list(pool.map(peer_python, PEERS))
     figures: dict[str, Figure] = {}
     with tempfile.TemporaryDirectory() as scratch:
         bars_file = Path(scratch) / "sim30.parquet"
         bars = export_sim(bars_file)
         symbols, batches, arrays = panel(bars_file)
         load = load_average()
+        say("TRADEOS pure engine ...")
         tradeos, tradeos_cpu, _ = pure(batches, symbols)
         common = {
             "bars": bars,
@@ -294,6 +302,7 @@ def measure() -> dict[str, Figure]:
             **common,
         )
         load = load_average()
+        say("numpy limit, and its agreement with the engine ...")
         wall, cpu = numpy_limit(arrays)
         check = agreement(symbols, batches, arrays)
         rate = bars / wall
@@ -304,6 +313,7 @@ def measure() -> dict[str, Figure]:
             None,
             ratio_to_tradeos=round(rate / tradeos, 2),
             cpu_bars_per_s=round(bars / cpu),
+            cpu_ratio_to_tradeos=round(bars / cpu / tradeos_cpu, 2),
             load_average=round(load, 2),
             agreement=check,
             note=f"bench/vectorised.py: signals, regime, composite and decisions over the panel, best of {NUMPY_RUNS}",
@@ -325,6 +335,7 @@ def measure() -> dict[str, Figure]:
                 ratio_to_tradeos=round(ratio, 3),
                 tradeos_times_faster=round(1 / ratio, 2),
                 cpu_bars_per_s=round(result["bars"] / min(result["cpu_s"])),
+                cpu_ratio_to_tradeos=round(result["bars"] / min(result["cpu_s"]) / tradeos_cpu, 3),
                 runs_wall_s=[round(x, 2) for x in result["wall_s"]],
                 orders=result["orders"],
                 version=result["version"],
@@ -332,6 +343,7 @@ def measure() -> dict[str, Figure]:
                 note=f"{label} in its own venv (bench/peer_drivers/{name}_engine.py), best of {PEER_RUNS[name]}",
                 **common,
             )
+    say("REST: TRADEOS and the bare app, alternately ...")
     rest = rest_side_by_side()
     ours, bare = _best(rest["rounds"]["tradeos"]), _best(rest["rounds"]["bare"])
     req_ratio = ours["req_per_s"] / bare["req_per_s"]
