@@ -63,6 +63,7 @@ NAUTILUS_TARGET = 5.0  # TRADEOS's pure engine at least this many times Nautilus
 
 
 def venvs_home() -> Path:
+    """Where the peers' venvs live: outside the repository, kept between runs."""
     configured = os.environ.get("TRADEOS_BENCH_VENVS")
     if configured:
         return Path(configured)
@@ -81,21 +82,12 @@ def peer_python(name: str) -> Path:
     if (venv / ".tradeos-ready").exists():
         return python
     shutil.rmtree(venv, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            "--only-binary=:all:",
-            *pins,
-        ],
-        check=True,
-        capture_output=True,
-    )
+    install = ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--only-binary=:all:", *pins]
+    for step in ([sys.executable, "-m", "venv", str(venv)], [str(python), *install]):
+        done = subprocess.run(step, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"creating the {name} venv in {venv} failed: {last[:300]}")
     (venv / ".tradeos-ready").write_text("\n".join(pins) + "\n")
     return python
 
@@ -180,10 +172,12 @@ def numpy_limit(arrays: dict[str, np.ndarray]) -> tuple[float, float]:
 
 
 def say(text: str) -> None:
+    """Progress on stderr (run.py keeps stdout's last line for the figures)."""
     print(f"  peers: {text}", file=sys.stderr, flush=True)
 
 
 def run_peer(name: str, bars_file: Path) -> dict[str, Any]:
+    """The peer's driver in its venv over the bars file: its JSON line, and the load average as it started."""
     python = peer_python(name)
     say(f"{name} ...")
     load = load_average()
