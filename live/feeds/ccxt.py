@@ -68,6 +68,8 @@ class CcxtFeed:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._main: asyncio.Task[None] | None = None
         self._last_trade_at: datetime | None = None
+        self._last_keys: dict[str, tuple[int, int, str]] = {}  # per symbol: the last trade taken
+        self._resuming = False  # the trade stream is back: its first trade marks the resumption
 
     @classmethod
     def connect(
@@ -157,35 +159,44 @@ class CcxtFeed:
 
     async def _watch_trades(self, exchange: Any, builder: MinuteBars) -> None:
         """Trades into the builder; a broken stream marks the loss and reconnects with backoff."""
-        last_ids: dict[str, int] = {}
         connected = True
         attempt = 0
         while True:
             try:
-                trades = await exchange.watch_trades_for_symbols(list(self.symbols))
+                await exchange.watch_trades_for_symbols(list(self.symbols))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self._take_trades(exchange, builder)  # what came before the break
                 if connected:
-                    lost_at = self._last_trade_at or self._clock()
-                    builder.lost(lost_at)
+                    builder.lost(self._last_trade_at or self._clock())
                     log.warning("%s trade stream lost (%s); reconnecting", self.exchange_id, exc)
                 connected = False
                 await asyncio.sleep(self._reconnect.delay(attempt))
                 attempt += 1
                 continue
-            for trade in trades:
-                symbol, at = trade["symbol"], _utc(trade["timestamp"])
-                if symbol not in self.symbols or at is None:
+            if not connected:
+                connected, attempt = True, 0
+                self._resuming = True
+            self._take_trades(exchange, builder)
+
+    def _take_trades(self, exchange: Any, builder: MinuteBars) -> None:
+        """Every trade in ccxt's cache not taken yet, of every symbol. A watch call returns only the symbol that
+        woke it, and a trade arriving while nobody waits stays in the cache: reading the cache loses none."""
+        for symbol in self.symbols:
+            cached = exchange.trades.get(symbol) if isinstance(exchange.trades, dict) else None
+            last = self._last_keys.get(symbol)
+            for trade in list(cached or ()):
+                at = _utc(trade.get("timestamp"))
+                if at is None:
                     continue
-                trade_id = _numeric(trade.get("id"))
-                if trade_id is not None:
-                    if trade_id <= last_ids.get(symbol, -1):
-                        continue  # already seen (a cache re-read)
-                    last_ids[symbol] = trade_id
-                if not connected:
+                key = (int(trade["timestamp"]), _numeric(trade.get("id")), str(trade.get("id")))
+                if last is not None and key <= last:
+                    continue
+                last = key
+                if self._resuming:
                     builder.resumed(at)
-                    connected, attempt = True, 0
+                    self._resuming = False
                     self.reconnections += 1
                     log.info(
                         "%s trade stream back at %s; the minutes missed come from history",
@@ -196,7 +207,10 @@ class CcxtFeed:
                     symbol=symbol, at=at, price=float(trade["price"]), amount=float(trade["amount"])
                 )
                 self.received_trades += 1
-                self._last_trade_at = at
+                if self._last_trade_at is None or at > self._last_trade_at:
+                    self._last_trade_at = at
+            if last is not None:
+                self._last_keys[symbol] = last
 
     async def _watch_quotes(self, exchange: Any, builder: MinuteBars) -> None:
         """Best bid/ask into the builder, for the bars' spread; a broken stream is simply reconnected."""
@@ -221,6 +235,7 @@ class CcxtFeed:
     async def _close_minutes(self, exchange: Any, builder: MinuteBars) -> None:
         """Hands each minute to the engine once it is over; fills an uncovered stretch from history first."""
         while True:
+            self._take_trades(exchange, builder)
             for cross_section in builder.close(self._clock() - self._grace):
                 self._bars.put(cross_section)
             gap = builder.needs_backfill
@@ -260,8 +275,9 @@ def _utc(milliseconds: Any) -> datetime | None:
     return None if milliseconds is None else datetime.fromtimestamp(int(milliseconds) / 1000, tz=UTC)
 
 
-def _numeric(value: Any) -> int | None:
+def _numeric(value: Any) -> int:
+    """A trade id as a number for ordering (venues with text ids order by time, then text)."""
     try:
         return int(value)
     except (TypeError, ValueError):
-        return None
+        return 0

@@ -1,10 +1,9 @@
 """Downloads a venue's 1-minute history into the replay format (`tradeos data download`; live/feeds/replay.py reads
 it): Parquet with `timestamp` (UTC), `symbol`, `open`, `high`, `low`, `close`, `volume`, sorted by time.
 
-Resumable: the file records, per symbol, the stretch of minutes already asked for (Parquet metadata
+Resumable: the file records, per symbol, the stretches of minutes already asked for (Parquet metadata
 `tradeos.coverage`; for a file without it, its first to last bar). A re-run asks the venue only for the minutes of
-`[since, until)` outside that stretch, and the file keeps one stretch per symbol (a later range is joined to it
-through the minutes between). The file is rewritten whole, atomically (temp file + rename), after each symbol and
+`[since, until)` outside them (a minute without trades is absent from the file but covered: not asked again). The file is rewritten whole, atomically (temp file + rename), after each symbol and
 every few pages, so an interrupted download keeps what it fetched. Requests go through ccxt's rate limiter; a 429
 waits the venue's Retry-After (live/venue.py `call_with_retries`), and nothing is skipped.
 """
@@ -51,21 +50,33 @@ class DownloadSummary:
     bars_in_file: int
 
 
-def missing_stretches(have: Stretch | None, *, since: datetime, until: datetime) -> list[Stretch]:
-    """The stretches to fetch so that `[since, until)` is covered and the coverage stays one stretch. Pure."""
-    if until <= since:
-        return []
-    if have is None:
-        return [Stretch(start=since, end=until)]
-    wanted = []
-    if since < have.start:
-        wanted.append(Stretch(start=since, end=have.start))
-    if until > have.end:
-        wanted.append(Stretch(start=have.end, end=until))
+def missing_stretches(have: list[Stretch], *, since: datetime, until: datetime) -> list[Stretch]:
+    """The parts of `[since, until)` outside the stretches already covered, oldest first. Pure."""
+    wanted: list[Stretch] = []
+    cursor = since
+    for stretch in sorted(have, key=lambda s: s.start):
+        if stretch.end <= cursor or stretch.start >= until:
+            continue
+        if stretch.start > cursor:
+            wanted.append(Stretch(start=cursor, end=stretch.start))
+        cursor = max(cursor, stretch.end)
+    if cursor < until:
+        wanted.append(Stretch(start=cursor, end=until))
     return wanted
 
 
-def read_existing(path: Path) -> tuple[pl.DataFrame, dict[str, Stretch]]:
+def joined(have: list[Stretch], new: Stretch) -> list[Stretch]:
+    """`have` with `new` added, touching or overlapping stretches joined into one. Pure."""
+    merged: list[Stretch] = []
+    for stretch in sorted([*have, new], key=lambda s: s.start):
+        if merged and stretch.start <= merged[-1].end:
+            merged[-1] = Stretch(start=merged[-1].start, end=max(merged[-1].end, stretch.end))
+        else:
+            merged.append(stretch)
+    return merged
+
+
+def read_existing(path: Path) -> tuple[pl.DataFrame, dict[str, list[Stretch]]]:
     """The bars already in `path` and each symbol's covered stretch; VenueError if it is not a replay file."""
     if not path.exists():
         return _empty(), {}
@@ -88,18 +99,21 @@ def read_existing(path: Path) -> tuple[pl.DataFrame, dict[str, Stretch]]:
         else stamps.dt.convert_time_zone("UTC")
     )
     frame = frame.with_columns(utc.cast(pl.Datetime("us", "UTC")).alias("timestamp")).cast(_schema())
-    coverage: dict[str, Stretch] = {}
+    coverage: dict[str, list[Stretch]] = {}
     recorded = metadata.get(COVERAGE_KEY)
     if recorded:
-        for symbol, (start, end) in json.loads(recorded).items():
-            coverage[symbol] = Stretch(start=datetime.fromisoformat(start), end=datetime.fromisoformat(end))
+        for symbol, stretches in json.loads(recorded).items():
+            coverage[symbol] = [
+                Stretch(start=datetime.fromisoformat(start), end=datetime.fromisoformat(end))
+                for start, end in stretches
+            ]
     else:
         for row in (
             frame.group_by("symbol")
             .agg(pl.col("timestamp").min().alias("first"), pl.col("timestamp").max().alias("last"))
             .iter_rows(named=True)
         ):
-            coverage[row["symbol"]] = Stretch(start=row["first"], end=row["last"] + MINUTE)
+            coverage[row["symbol"]] = [Stretch(start=row["first"], end=row["last"] + MINUTE)]
     return frame, coverage
 
 
@@ -154,7 +168,7 @@ async def _download(
     end: datetime,
     out: Path,
     frame: pl.DataFrame,
-    coverage: dict[str, Stretch],
+    coverage: dict[str, list[Stretch]],
     exchange_url: str | None,
     backoff: Backoff,
     progress: Callable[[int, int], None] | None,
@@ -169,7 +183,7 @@ async def _download(
                 f"--exchange {exchange_id}: cannot load its markets ({type(exc).__name__}: {reason})"
             ) from None
         check_symbols(markets, symbols, exchange_id=exchange_id)
-        plan = {s: missing_stretches(coverage.get(s), since=start, until=end) for s in symbols}
+        plan = {s: missing_stretches(coverage.get(s, []), since=start, until=end) for s in symbols}
         total = sum(stretch.minutes for stretches in plan.values() for stretch in stretches)
         done = added = 0
         if progress is not None:
@@ -188,9 +202,7 @@ async def _download(
                     pages += 1
                     if progress is not None:
                         progress(min(done, total), total)
-                    have = coverage.get(symbol)
-                    if pages % _CHECKPOINT_PAGES == 0 and (have is None or have.end == kept_from):
-                        # Only where the file's stretch stays one stretch: going forward from its end.
+                    if pages % _CHECKPOINT_PAGES == 0:
                         frame, coverage = _merged(frame, coverage, symbol, fetched, kept_from, cursor)
                         added, fetched, kept_from = added + len(fetched), [], cursor
                         write_atomically(out, frame, coverage)
@@ -206,13 +218,13 @@ async def _download(
 
 def _merged(
     frame: pl.DataFrame,
-    coverage: dict[str, Stretch],
+    coverage: dict[str, list[Stretch]],
     symbol: str,
     bars: list[Bar],
     start: datetime,
     end: datetime,
-) -> tuple[pl.DataFrame, dict[str, Stretch]]:
-    """`frame` with `bars` added (a bar already there is kept) and `symbol`'s stretch grown by [start, end)."""
+) -> tuple[pl.DataFrame, dict[str, list[Stretch]]]:
+    """`frame` with `bars` added (a bar already there is kept) and [start, end) added to `symbol`'s coverage."""
     if bars:
         new = pl.DataFrame(
             {
@@ -227,13 +239,9 @@ def _merged(
             schema=_schema(),
         )
         frame = pl.concat([frame, new]).unique(["timestamp", "symbol"], keep="first", maintain_order=True)
-    have = coverage.get(symbol)
-    grown = (
-        Stretch(start=start, end=end)
-        if have is None
-        else Stretch(start=min(have.start, start), end=max(have.end, end))
-    )
-    return frame, {**coverage, symbol: grown}
+    if end <= start:
+        return frame, coverage
+    return frame, {**coverage, symbol: joined(coverage.get(symbol, []), Stretch(start=start, end=end))}
 
 
 def _schema() -> pl.Schema:
