@@ -22,7 +22,14 @@ import polars as pl
 
 from live.domain import Bar, iso_utc
 from live.feeds.minute_bars import MINUTE, minute_of
-from live.venue import Backoff, VenueError, check_symbols, minute_bars_between, open_exchange
+from live.venue import (
+    Backoff,
+    VenueError,
+    call_with_retries,
+    check_symbols,
+    minute_bars_between,
+    open_exchange,
+)
 
 COVERAGE_KEY = "tradeos.coverage"
 _CHECKPOINT_PAGES = 20
@@ -117,13 +124,13 @@ def read_existing(path: Path) -> tuple[pl.DataFrame, dict[str, list[Stretch]]]:
     return frame, coverage
 
 
-def write_atomically(path: Path, frame: pl.DataFrame, coverage: dict[str, Stretch]) -> None:
-    """`frame` sorted by time (then symbol, as given) with `coverage` in its metadata, replacing `path` at once."""
-    metadata = {
-        COVERAGE_KEY: json.dumps({s: [iso_utc(c.start), iso_utc(c.end)] for s, c in coverage.items()})
-    }
+def write_atomically(path: Path, frame: pl.DataFrame, coverage: dict[str, list[Stretch]]) -> None:
+    """`frame` sorted by time (then symbol) with `coverage` in its metadata, replacing `path` at once."""
+    recorded = {s: [[iso_utc(c.start), iso_utc(c.end)] for c in cs] for s, cs in coverage.items()}
     partial = path.with_name(f".{path.name}.partial")
-    frame.sort(["timestamp", "symbol"], maintain_order=True).write_parquet(partial, metadata=metadata)
+    frame.sort(["timestamp", "symbol"], maintain_order=True).write_parquet(
+        partial, metadata={COVERAGE_KEY: json.dumps(recorded)}
+    )
     os.replace(partial, path)
 
 
@@ -176,7 +183,11 @@ async def _download(
     exchange = open_exchange(exchange_id, exchange_url=exchange_url, streaming=False)
     try:
         try:
-            markets = await exchange.load_markets()
+            markets = await call_with_retries(
+                exchange, exchange.load_markets, backoff=backoff, what=f"{exchange_id} markets"
+            )
+        except VenueError:
+            raise
         except Exception as exc:
             reason = " ".join(str(exc).split())[:160]
             raise VenueError(

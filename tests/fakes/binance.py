@@ -84,6 +84,8 @@ class FakeBinance:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fake-binance", daemon=True)
         self._runner: web.AppRunner | None = None
+        self._market: threading.Thread | None = None
+        self._market_stop = threading.Event()
         self.port = 0
 
     # -- the test's side ---------------------------------------------------------------------------------
@@ -98,6 +100,9 @@ class FakeBinance:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._market_stop.set()
+        if self._market is not None:
+            self._market.join(timeout=10)
         asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
@@ -129,6 +134,17 @@ class FakeBinance:
         self._send(f"{_venue_id(symbol).lower()}@trade", event)
         return recorded
 
+    def record_history(self, trades: list[tuple[str, Decimal, Decimal, datetime]]) -> None:
+        """Records past trades (symbol, price, amount, time) without sending them: the venue's history."""
+        with self._lock:
+            for symbol, price, amount, at in trades:
+                self.trades.append(
+                    FakeTrade(
+                        symbol=symbol, trade_id=self._next_id, price=price, amount=amount, at_ms=_ms(at)
+                    )
+                )
+                self._next_id += 1
+
     def quote(self, symbol: str, bid: str | Decimal, ask: str | Decimal) -> None:
         """Sets the best bid/ask and sends it on the symbol's bookTicker stream (Binance sends no event type)."""
         with self._lock:
@@ -137,6 +153,21 @@ class FakeBinance:
             update_id = self._update_id
         event = {"u": update_id, "s": _venue_id(symbol), "b": str(bid), "B": "1.0", "a": str(ask), "A": "1.0"}
         self._send(f"{_venue_id(symbol).lower()}@bookTicker", event)
+
+    def start_market(self, *, every_seconds: float = 0.25) -> None:
+        """Trades (and quotes) of every symbol stamped with the wall clock, every `every_seconds`, prices walking
+        by the tick: a live market for `tradeos up --feed ccxt`. Runs until the venue stops."""
+        self._market = threading.Thread(target=self._trade_live, args=(every_seconds,), daemon=True)
+        self._market.start()
+
+    def _trade_live(self, every_seconds: float) -> None:
+        step = 0
+        while not self._market_stop.wait(every_seconds):
+            for k, symbol in enumerate(self.symbols):
+                price = Decimal(100 * (k + 1)) + Decimal((step * 7 + k) % 23 - 11) / 100
+                self.quote(symbol, price - Decimal("0.01"), price + Decimal("0.01"))
+                self.trade(symbol, price, Decimal("0.001") * (step % 5 + 1), at=datetime.now(UTC))
+            step += 1
 
     def answer_next(self, status: int, *, count: int = 1, retry_after: float | None = None) -> None:
         """The next `count` REST requests get `status` (429 with `Retry-After`, a 5xx) instead of an answer."""
