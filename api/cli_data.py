@@ -13,7 +13,7 @@ from api.cli_backtest import ProgressBar
 from live.domain import iso_utc
 from live.feeds.history import download
 from live.settings import Settings
-from live.venue import VenueError
+from live.venue import VenueError, VenueFailure
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if bar is not None:
             bar.finish()
         print(f"tradeos data download: {exc}", file=sys.stderr)
-        return EXIT_FAILED if "kept refusing" in str(exc) else EXIT_USAGE
+        return EXIT_FAILED if isinstance(exc, VenueFailure) else EXIT_USAGE
     if bar is not None:
         bar.finish()
     print(

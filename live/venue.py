@@ -30,6 +30,10 @@ class VenueError(ValueError):
     """The exchange or a symbol cannot be used; the message names which and why, in one line."""
 
 
+class VenueFailure(VenueError):
+    """The venue kept failing a call that was right to make (after the retries); one line saying what and why."""
+
+
 def override_endpoints(urls: Mapping[str, Any], base_url: str) -> dict[str, Any]:
     """`urls` (a ccxt `urls["api"]` tree: nested mappings of endpoint URLs) with every endpoint's scheme and host
     replaced by `base_url`'s, paths and queries kept; a WebSocket endpoint gets the WebSocket form of the scheme."""
@@ -138,7 +142,7 @@ async def call_with_retries(
             on_wait(wait, reason)
         log.warning("%s: %s; retrying in %.1fs", what, reason, wait)
         await asyncio.sleep(wait)
-    raise VenueError(f"{what}: the venue kept refusing after {backoff.attempts} attempts ({reason})")
+    raise VenueFailure(f"{what}: the venue kept refusing after {backoff.attempts} attempts ({reason})")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -240,7 +240,14 @@ class CcxtFeed:
                 self._bars.put(cross_section)
             gap = builder.needs_backfill
             if gap is not None:
-                for cross_section in builder.backfilled(await self._fetch(exchange, gap)):
+                try:
+                    bars = await self._fetch(exchange, gap)
+                except Exception:
+                    # Nothing after the stretch is handed over before it: the stale-feed breaker sees the wait.
+                    log.exception("%s: cannot fetch the missed minutes; trying again", self.exchange_id)
+                    await asyncio.sleep(self._history.most)
+                    continue
+                for cross_section in builder.backfilled(bars):
                     self._bars.put(cross_section)
                 continue
             await asyncio.sleep(_CLOSE_EVERY_SECONDS)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -25,6 +26,7 @@ from live.feeds.minute_bars import MINUTE, minute_of
 from live.venue import (
     Backoff,
     VenueError,
+    VenueFailure,
     call_with_retries,
     check_symbols,
     minute_bars_between,
@@ -194,6 +196,36 @@ async def _download(
                 f"--exchange {exchange_id}: cannot load its markets ({type(exc).__name__}: {reason})"
             ) from None
         check_symbols(markets, symbols, exchange_id=exchange_id)
+        return await _fetch_missing(
+            exchange,
+            symbols=symbols,
+            start=start,
+            end=end,
+            out=out,
+            frame=frame,
+            coverage=coverage,
+            backoff=backoff,
+            progress=progress,
+        )
+    finally:
+        await exchange.close()
+
+
+async def _fetch_missing(
+    exchange: Any,
+    *,
+    symbols: tuple[str, ...],
+    start: datetime,
+    end: datetime,
+    out: Path,
+    frame: pl.DataFrame,
+    coverage: dict[str, list[Stretch]],
+    backoff: Backoff,
+    progress: Callable[[int, int], None] | None,
+) -> DownloadSummary:
+    import ccxt
+
+    try:
         plan = {s: missing_stretches(coverage.get(s, []), since=start, until=end) for s in symbols}
         total = sum(stretch.minutes for stretches in plan.values() for stretch in stretches)
         done = added = 0
@@ -223,8 +255,10 @@ async def _download(
         if progress is not None:
             progress(total, total)
         return DownloadSummary(added=added, minutes_fetched=total, bars_in_file=frame.height)
-    finally:
-        await exchange.close()
+    except ccxt.BaseError as exc:
+        # What was fetched up to here is in the file; the error is said in one line.
+        reason = " ".join(str(exc).split())[:200]
+        raise VenueFailure(f"{exchange.id}: {type(exc).__name__}: {reason}") from None
 
 
 def _merged(

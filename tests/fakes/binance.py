@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import polars as pl
 from aiohttp import WSMsgType, web
 
 MINUTE_MS = 60_000
@@ -168,6 +169,41 @@ class FakeBinance:
                 self.quote(symbol, price - Decimal("0.01"), price + Decimal("0.01"))
                 self.trade(symbol, price, Decimal("0.001") * (step % 5 + 1), at=datetime.now(UTC))
             step += 1
+
+    def minute_bars(self) -> pl.DataFrame:
+        """The recorded trades as 1-minute bars by a polars group-by (the tests' independent account of each minute:
+        `timestamp` UTC, `symbol`, `open`, `high`, `low`, `close`, `volume` rounded to 8 places)."""
+        with self._lock:
+            trades = list(self.trades)
+        frame = pl.DataFrame(
+            {
+                "at": [t.at for t in trades],
+                "id": [t.trade_id for t in trades],
+                "symbol": [t.symbol for t in trades],
+                "price": [float(t.price) for t in trades],
+                "amount": [float(t.amount) for t in trades],
+            },
+            schema={
+                "at": pl.Datetime("us", "UTC"),
+                "id": pl.Int64,
+                "symbol": pl.String,
+                "price": pl.Float64,
+                "amount": pl.Float64,
+            },
+        )
+        return (
+            frame.sort("id")
+            .with_columns(pl.col("at").dt.truncate("1m").alias("timestamp"))
+            .group_by("timestamp", "symbol", maintain_order=True)
+            .agg(
+                pl.col("price").first().alias("open"),
+                pl.col("price").max().alias("high"),
+                pl.col("price").min().alias("low"),
+                pl.col("price").last().alias("close"),
+                pl.col("amount").sum().round(8).alias("volume"),
+            )
+            .sort("timestamp", "symbol")
+        )
 
     def answer_next(self, status: int, *, count: int = 1, retry_after: float | None = None) -> None:
         """The next `count` REST requests get `status` (429 with `Retry-After`, a 5xx) instead of an answer."""

@@ -15,7 +15,7 @@ import pytest
 from live.domain import Bar
 from live.feeds.base import FeedError, LiveFeed
 from live.feeds.ccxt import CcxtFeed
-from tests.fakes.binance import FakeBinance, FakeTrade
+from tests.fakes.binance import FakeBinance
 from tests.support import eventually
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)
@@ -70,32 +70,6 @@ def _collect(feed: CcxtFeed, until: datetime) -> list[list[Bar]]:
     return got
 
 
-def _independent(trades: list[FakeTrade]) -> pl.DataFrame:
-    """The venue's own record of trades turned into 1-minute bars by a polars group-by."""
-    frame = pl.DataFrame(
-        {
-            "at": [t.at for t in trades],
-            "id": [t.trade_id for t in trades],
-            "symbol": [t.symbol for t in trades],
-            "price": [float(t.price) for t in trades],
-            "amount": [float(t.amount) for t in trades],
-        }
-    )
-    return (
-        frame.sort("id")
-        .with_columns(pl.col("at").dt.truncate("1m").alias("timestamp"))
-        .group_by("timestamp", "symbol", maintain_order=True)
-        .agg(
-            pl.col("price").first().alias("open"),
-            pl.col("price").max().alias("high"),
-            pl.col("price").min().alias("low"),
-            pl.col("price").last().alias("close"),
-            pl.col("amount").sum().round(8).alias("volume"),
-        )
-        .sort("timestamp", "symbol")
-    )
-
-
 def _frame(cross_sections: list[list[Bar]]) -> pl.DataFrame:
     bars = [bar for cs in cross_sections for bar in cs]
     return pl.DataFrame(
@@ -138,9 +112,11 @@ def test_bars_from_the_trade_stream_equal_bars_computed_from_the_venues_trades(v
     finally:
         feed.close()
 
-    assert _frame(got).equals(_independent(venue.trades))
+    assert _frame(got).equals(venue.minute_bars())
     assert _at(3 * 60) not in {cs[0].timestamp for cs in got}  # a minute without trades has no bar
-    assert all(bar.spread == pytest.approx(0.02 if bar.symbol == "BTC/USDT" else 0.2) for cs in got for bar in cs)
+    assert all(
+        bar.spread == pytest.approx(0.02 if bar.symbol == "BTC/USDT" else 0.2) for cs in got for bar in cs
+    )
     assert venue.requests["/api/v3/klines"] == 2  # the first, partly seen minute (-1), once per symbol
     assert feed.reconnections == 0
 
@@ -158,14 +134,19 @@ def test_a_dropped_connection_reconnects_and_backfills_without_a_duplicate_or_in
 
         venue.refuse_connections = True
         venue.drop_connections()
-        eventually(lambda: venue.requests["/ws/0"] + venue.requests["/ws/1"] >= 4, what="a refused reconnection")
+        eventually(
+            lambda: venue.requests["/ws/0"] + venue.requests["/ws/1"] >= 4, what="a refused reconnection"
+        )
         _market(venue, [90, 110, 250, 275], start_price="101")  # minutes 1 and 4: the stream never sees these
         venue.refuse_connections = False
         eventually(lambda: "btcusdt@trade" in venue.subscriptions, timeout=30, what="the feed to reconnect")
         missed = len(venue.trades) - seen_before
-        _market(venue, [5 * 60 + 30, 6 * 60 + 10, 6 * 60 + 40], start_price="102")  # minutes 5 and 6: live again
+        _market(
+            venue, [5 * 60 + 30, 6 * 60 + 10, 6 * 60 + 40], start_price="102"
+        )  # minutes 5 and 6: live again
         eventually(
-            lambda: feed.received_trades == len(venue.trades) - missed, what="the trades after the reconnection"
+            lambda: feed.received_trades == len(venue.trades) - missed,
+            what="the trades after the reconnection",
         )
 
         clock.set(_at(7 * 60 + 2))
@@ -176,7 +157,7 @@ def test_a_dropped_connection_reconnects_and_backfills_without_a_duplicate_or_in
 
     stamps = [(bar.timestamp, bar.symbol) for cs in got for bar in cs]
     assert len(stamps) == len(set(stamps))  # no duplicate
-    assert _frame(got).equals(_independent(venue.trades))  # nothing lost, nothing invented (minutes 2 and 3)
+    assert _frame(got).equals(venue.minute_bars())  # nothing lost, nothing invented (minutes 2 and 3)
     assert feed.reconnections == 1
     assert [cs[0].timestamp for cs in got] == sorted({cs[0].timestamp for cs in got})
 

@@ -9,12 +9,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import polars as pl
 import psycopg
 import pytest
 
 from tests.fakes.binance import FakeBinance
-from tests.support import Service, eventually, run_cli
+from tests.support import Service, eventually, recorded_bars, run_cli
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT")
 
@@ -38,44 +37,6 @@ def _up(*extra: str) -> list[str]:
     return ["up", "--no-api", "--no-flows", "--feed", "ccxt", "--exchange", "binance", *extra]
 
 
-def _recorded_bars(database_url: str) -> pl.DataFrame:
-    with psycopg.connect(database_url) as conn:
-        rows = conn.execute(
-            "SELECT timestamp, symbol, open, high, low, close, volume FROM bars ORDER BY timestamp, symbol"
-        ).fetchall()
-    return pl.DataFrame(
-        rows, schema=["timestamp", "symbol", "open", "high", "low", "close", "volume"], orient="row"
-    ).with_columns(pl.col("timestamp").dt.convert_time_zone("UTC"), pl.col("volume").round(8))
-
-
-def _venue_bars(venue: FakeBinance) -> pl.DataFrame:
-    """The venue's own trades as minute bars (polars group-by), the independent account of each minute."""
-    trades = list(venue.trades)
-    return (
-        pl.DataFrame(
-            {
-                "at": [t.at for t in trades],
-                "id": [t.trade_id for t in trades],
-                "symbol": [t.symbol for t in trades],
-                "price": [float(t.price) for t in trades],
-                "amount": [float(t.amount) for t in trades],
-            }
-        )
-        .sort("id")
-        .with_columns(pl.col("at").dt.truncate("1m").alias("timestamp"))
-        .group_by("timestamp", "symbol", maintain_order=True)
-        .agg(
-            pl.col("price").first().alias("open"),
-            pl.col("price").max().alias("high"),
-            pl.col("price").min().alias("low"),
-            pl.col("price").last().alias("close"),
-            pl.col("amount").sum().round(8).alias("volume"),
-        )
-        .with_columns(pl.col("timestamp").dt.cast_time_unit("us"))
-        .sort("timestamp", "symbol")
-    )
-
-
 def test_up_records_the_venues_minutes_as_they_end_whatever_the_speed(
     tmp_path: Path, venue: FakeBinance, database_url: str, redis_url: str
 ) -> None:
@@ -87,14 +48,14 @@ def test_up_records_the_venues_minutes_as_they_end_whatever_the_speed(
         _env(database_url, redis_url, venue),
     ) as service:
         eventually(
-            lambda: _recorded_bars(database_url).height >= 4,
+            lambda: recorded_bars(database_url).height >= 4,
             timeout=180,
             what="two minutes of both symbols in PostgreSQL",
         )
         assert "streaming trades and quotes of BTC/USDT, ETH/USDT" in service.output
 
-    recorded = _recorded_bars(database_url)  # the service has stopped: all it recorded
-    venue_bars = _venue_bars(venue)
+    recorded = recorded_bars(database_url)  # the service has stopped: all it recorded
+    venue_bars = venue.minute_bars()
     assert recorded.equals(
         venue_bars.join(recorded.select("timestamp", "symbol"), on=["timestamp", "symbol"])
     )
