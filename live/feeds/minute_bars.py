@@ -82,7 +82,12 @@ class MinuteBars:
     def add_quote(self, *, symbol: str, at: datetime, bid: float, ask: float) -> None:
         """A best bid/ask of `symbol` at venue time `at`; quotes of one symbol arrive in time order."""
         if bid > 0 and ask >= bid:
-            self._quotes.setdefault(symbol, deque()).append((at, ask - bid))
+            quotes = self._quotes.setdefault(symbol, deque())
+            quotes.append((at, ask - bid))
+            if self.emitted_until is not None:
+                # Minutes still to close end after `emitted_until`: older quotes but the latest are not needed.
+                while len(quotes) > 1 and quotes[1][0] < self.emitted_until:
+                    quotes.popleft()
 
     def lost(self, at: datetime) -> None:
         """The trade stream broke; `at` is the last moment it is known to have delivered everything."""

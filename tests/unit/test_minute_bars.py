@@ -167,3 +167,18 @@ def test_the_first_minute_of_a_stream_comes_from_history() -> None:
     assert builder.needs_backfill == Backfill(start=T0, end=_at(60))
     history = [Bar(timestamp=T0, symbol="ETH/USDT", open=9.0, high=10.0, low=9.0, close=10.0, volume=3.0)]
     assert builder.backfilled(history) == [history]
+
+
+def test_quotes_older_than_what_the_next_minute_needs_are_not_kept() -> None:
+    builder = MinuteBars(symbols=SYMBOLS)
+    builder.close(_at(60))
+    for k in range(10_000):
+        builder.add_quote(symbol="ETH/USDT", at=_at(60 + k * 0.05), bid=10.0, ask=10.0 + (k % 5) / 100)
+    builder.close(_at(10 * 60))
+    builder.add_quote(symbol="ETH/USDT", at=_at(10 * 60 + 1), bid=10.0, ask=10.5)
+    builder.add_trade(symbol="ETH/USDT", at=_at(10 * 60 + 2), price=10.2, amount=1.0)
+
+    [[bar]] = builder.close(_at(11 * 60))
+
+    assert bar.spread == 0.5
+    assert len(builder._quotes["ETH/USDT"]) <= 2  # a symbol that rarely trades keeps no backlog of quotes
