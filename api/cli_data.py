@@ -75,7 +75,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except VenueError as exc:
         print(f"tradeos data download: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() else None
+    bar = ProgressBar(sys.stderr, unit="minutes") if sys.stderr.isatty() else None
     try:
         summary = download(
             exchange_id=settings.venue.exchange,

@@ -252,8 +252,8 @@ async def _fetch_missing(
                 frame, coverage = _merged(frame, coverage, symbol, fetched, kept_from, stretch.end)
                 added += len(fetched)
                 write_atomically(out, frame, coverage)
-        if progress is not None:
-            progress(total, total)
+        if progress is not None and done < total:
+            progress(total, total)  # the last pages may have covered less than asked (a quiet tail)
         return DownloadSummary(added=added, minutes_fetched=total, bars_in_file=frame.height)
     except ccxt.BaseError as exc:
         # What was fetched up to here is in the file; the error is said in one line.
