@@ -55,8 +55,11 @@ def _parser() -> argparse.ArgumentParser:
         "up", help="live engine + REST/WS API + Metrics API + dashboard + scheduled flows, in the foreground"
     )
     up.add_argument(
-        "--feed", default="sim", help="a feed registered in live/assembly.py: sim (default), replay"
+        "--feed", default="sim", help="a feed registered in live/assembly.py: sim (default), replay, ccxt"
     )
+    from api.cli_data import add_exchange_arguments
+
+    add_exchange_arguments(up)
     up.add_argument("--data", type=Path, help="replay file (CSV or Parquet) for --feed replay")
     up.add_argument(
         "--speed", type=float, default=60.0, help="simulated seconds per wall second; 0 = max speed"
@@ -74,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     add_strategy_arguments(up)
     up.add_argument("--no-flows", action="store_true", help="do not serve the Prefect flows")
     up.add_argument("--no-api", action="store_true", help="engine only (no HTTP servers)")
-    for module in ("api.cli_flows", "api.cli_backtest", "api.cli_operator", "api.cli_alerts"):
+    for module in ("api.cli_flows", "api.cli_backtest", "api.cli_data", "api.cli_operator", "api.cli_alerts"):
         with contextlib.suppress(ImportError):
             __import__(module, fromlist=["register"]).register(sub)
     return parser
@@ -139,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             dashboard_port=getattr(args, "dashboard_port", None),
             host=getattr(args, "host", None),
             profile=getattr(args, "profile", None),
+            exchange=getattr(args, "exchange", None),
+            exchange_url=getattr(args, "exchange_url", None),
         )
     except SettingsError as exc:
         print(f"tradeos: {exc}", file=sys.stderr)
@@ -163,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         from api import cli_alerts
 
         return int(cli_alerts.run(args, settings))
+    if args.command == "data":
+        from api import cli_data
+
+        return int(cli_data.run(args, settings))
     from api import cli_operator
 
     return int(cli_operator.run(args, settings))
@@ -284,8 +293,9 @@ def _check_redis(url: str) -> None:
         raise StartupError(f"TRADEOS_REDIS_URL: cannot connect to Redis ({exc})") from None
 
 
-def make_feed(args: argparse.Namespace) -> Any:
-    """The feed the flags ask for; a bad replay file stops start-up with its line and reason."""
+def make_feed(args: argparse.Namespace, settings: Settings) -> Any:
+    """The feed the flags ask for; a bad replay file stops start-up with its line and reason, an unknown exchange
+    or symbol with its name."""
     from live.assembly import FEEDS, FeedOptions, build_feed
     from live.feeds.base import FeedError
 
@@ -294,10 +304,19 @@ def make_feed(args: argparse.Namespace) -> Any:
     if args.feed == "sim" and args.sim_days is not None and args.sim_days <= 0:
         raise StartupError("--sim-days: must be positive")
     symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip()) if args.symbols else None
-    options = FeedOptions(symbols=symbols, seed=args.seed, sim_days=args.sim_days, data=args.data)
+    options = FeedOptions(
+        symbols=symbols,
+        seed=args.seed,
+        sim_days=args.sim_days,
+        data=args.data,
+        exchange=settings.venue.exchange,
+        exchange_url=settings.venue.exchange_url,
+    )
     try:
         return build_feed(args.feed, options)
     except (FeedError, OSError, ValueError) as exc:
+        if args.feed == "ccxt":
+            raise StartupError(str(exc)) from None  # the message names --exchange or --symbols
         flags = "--data" if args.feed == "replay" else "--symbols/--seed/--sim-days"
         raise StartupError(f"{flags}: {exc}") from None
 
@@ -360,7 +379,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
             settings.api.host, settings.api.dashboard_port, "TRADEOS_DASHBOARD_PORT/--dashboard-port"
         )
     _secure_home(settings)
-    feed = make_feed(args)
+    feed = make_feed(args, settings)
     _check_adapters(settings)
     _check_alert_urls(settings)
     strategy = choose_strategy(args, settings)

@@ -46,6 +46,8 @@ class FeedOptions:
     seed: int = 1
     sim_days: float | None = None
     data: Path | None = None
+    exchange: str = "binance"  # a ccxt exchange id (--feed ccxt)
+    exchange_url: str | None = None  # replaces the scheme and host of every endpoint of the exchange
 
 
 def _sim_feed(options: FeedOptions) -> Feed:
@@ -58,6 +60,14 @@ def _replay_feed(options: FeedOptions) -> Feed:
     return ReplayFeed.from_path(options.data, symbols=options.symbols)
 
 
+def _ccxt_feed(options: FeedOptions) -> Feed:
+    from live.feeds.ccxt import CcxtFeed  # ccxt loads a hundred exchanges: only when asked for
+
+    return CcxtFeed.connect(
+        exchange_id=options.exchange, symbols=options.symbols or (), exchange_url=options.exchange_url
+    )
+
+
 def _paper_broker(settings: EngineSettings, instruments: Mapping[str, Instrument]) -> Broker:
     return PaperBroker(
         commission_bps=settings.commission_bps, slippage_bps=settings.slippage_bps, instruments=instruments
@@ -67,7 +77,7 @@ def _paper_broker(settings: EngineSettings, instruments: Mapping[str, Instrument
 # Name (as in settings or on the command line) -> factory of a fresh adapter. A factory raises FeedError or
 # ValueError for options it cannot use. A broker gets the markets' rules (step, tick, minimums) by symbol.
 FEEDS: Mapping[str, Callable[[FeedOptions], Feed]] = MappingProxyType(
-    {"sim": _sim_feed, "replay": _replay_feed}
+    {"sim": _sim_feed, "replay": _replay_feed, "ccxt": _ccxt_feed}
 )
 BROKERS: Mapping[str, Callable[[EngineSettings, Mapping[str, Instrument]], Broker]] = MappingProxyType(
     {"paper": _paper_broker}

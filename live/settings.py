@@ -24,6 +24,7 @@ ProfileName = Literal["conservative", "balanced", "aggressive"]
 PROFILE_NAMES: tuple[str, ...] = ("conservative", "balanced", "aggressive")
 ENV_PREFIX = "TRADEOS_"
 _ORIGIN = re.compile(r"https?://[^\s/,]+")
+_EXCHANGE_URL = re.compile(r"(?:https?|wss?)://[^\s/?#]+/?")
 
 # Shared by every group: the same prefix, the same `.env`, and no value echoed in a validation error.
 _FROM_ENVIRONMENT = SettingsConfigDict(
@@ -215,6 +216,35 @@ class AlertSettings(BaseSettings):
         return frozenset(KINDS if self.alert_kinds == "all" else self.alert_kinds.split(","))
 
 
+class VenueSettings(BaseSettings):
+    """Which ccxt exchange the `ccxt` feed (and, later, broker) talks to, and where; keys only for private calls."""
+
+    model_config = _FROM_ENVIRONMENT
+
+    exchange: str = Field(
+        default="binance",
+        description="A ccxt exchange id (`tradeos up --feed ccxt --exchange`); checked at start-up.",
+    )
+    exchange_url: str | None = Field(
+        default=None,
+        description="Replaces the scheme and host of every endpoint of the exchange (REST and WebSocket, paths "
+        "kept): a proxy, a self-hosted gateway or a local test venue. Unset: the exchange's own.",
+    )
+    exchange_api_key: SecretStr | None = Field(default=None, description="API key for private calls.")
+    exchange_secret: SecretStr | None = Field(default=None, description="API secret for private calls.")
+
+    _empty_is_unset = field_validator("exchange_url", "exchange_api_key", "exchange_secret", mode="before")(
+        _unset_if_empty
+    )
+
+    @field_validator("exchange_url")
+    @classmethod
+    def _url_is_scheme_and_host(cls, value: str | None) -> str | None:
+        if value is not None and not _EXCHANGE_URL.fullmatch(value.strip()):
+            raise ValueError(f"{value!r} is not a URL like https://host[:port] (http, https, ws or wss)")
+        return None if value is None else value.strip()
+
+
 class _LeavesOnly(PydanticBaseSettingsSource):
     """An environment source of the root that leaves the groups alone: each group reads its own variables, and
     `TRADEOS_ENGINE='{...}'` (what a nested field would otherwise accept as JSON) is not a way in."""
@@ -248,6 +278,7 @@ class Settings(BaseSettings):
     api: ApiSettings = Field(default_factory=ApiSettings)
     flows: FlowSettings = Field(default_factory=FlowSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    venue: VenueSettings = Field(default_factory=VenueSettings)
 
     GROUPS: ClassVar[Mapping[str, type[BaseSettings]]] = MappingProxyType(
         {
@@ -256,6 +287,7 @@ class Settings(BaseSettings):
             "api": ApiSettings,
             "flows": FlowSettings,
             "alerts": AlertSettings,
+            "venue": VenueSettings,
         }
     )
 

@@ -28,3 +28,18 @@ class Feed(Protocol):
         ...
 
     def batches(self) -> Iterator[list[Bar]]: ...
+
+
+@runtime_checkable
+class LiveFeed(Feed, Protocol):
+    """A feed of a market running now (live/feeds/ccxt.py): bars come when the market makes them, so the runner
+    does not pace it (`--speed` does not apply), polls it instead of blocking on it (heartbeats and commits go on
+    while a minute forms), measures its silence in wall-clock seconds for the stale-feed breaker, and closes it."""
+
+    def next_batch(self, timeout: float) -> list[Bar] | None:
+        """The next cross-section, or None if none came within `timeout` seconds."""
+        ...
+
+    def close(self) -> None:
+        """Stops the feed and releases its connections."""
+        ...
