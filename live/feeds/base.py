@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Protocol, runtime_checkable
 
 from live.domain import Bar
+from live.instruments import Instrument
 
 
 class FeedError(ValueError):
@@ -43,3 +44,12 @@ class LiveFeed(Feed, Protocol):
     def close(self) -> None:
         """Stops the feed and releases its connections."""
         ...
+
+
+@runtime_checkable
+class VenueFeed(Protocol):
+    """A feed from a venue that states each symbol's market rules (step, tick, minimums: live/instruments.py);
+    the engine sizes and checks its orders by them. Feeds without (the sim, a replay) trade whole units."""
+
+    @property
+    def instruments(self) -> Mapping[str, Instrument] | None: ...

@@ -18,13 +18,14 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from live.domain import Bar
 from live.feeds.base import FeedError
 from live.feeds.minute_bars import Backfill, MinuteBars
+from live.instruments import Instrument, instruments_from_ccxt_markets
 from live.venue import Backoff, VenueError, check_symbols, minute_bars_between, open_exchange
 
 log = logging.getLogger("tradeos.feed.ccxt")
@@ -52,9 +53,12 @@ class CcxtFeed:
         grace_seconds: float = 2.0,
         reconnect: Backoff = Backoff(first=0.5, most=30.0, attempts=1_000_000),
         history: Backoff = Backoff(first=1.0, most=30.0, attempts=1_000_000),
+        instruments: Mapping[str, Instrument] | None = None,
     ) -> None:
         self.exchange_id = exchange_id
         self.symbols = symbols
+        # The venue's rules per symbol (step, tick, minimums), from its markets; None: the sim's whole units.
+        self.instruments = instruments
         self.exchange_url = exchange_url
         self.received_trades = 0  # trades the stream delivered (read by the tests and the logs)
         self.reconnections = 0
@@ -79,11 +83,20 @@ class CcxtFeed:
         if not symbols:
             raise FeedError("--feed ccxt needs --symbols (e.g. BTC/USDT,ETH/USDT)")
         try:
-            markets = asyncio.run(_load_markets(exchange_id, exchange_url))
+            markets, precision_mode = asyncio.run(_load_markets(exchange_id, exchange_url))
             check_symbols(markets, symbols, exchange_id=exchange_id)
+            instruments = instruments_from_ccxt_markets(markets, symbols, precision_mode=precision_mode)
         except VenueError as exc:
             raise FeedError(str(exc)) from None
-        return cls(exchange_id=exchange_id, symbols=symbols, exchange_url=exchange_url, **options)
+        except ValueError as exc:
+            raise FeedError(f"--exchange {exchange_id}: {exc}") from None
+        return cls(
+            exchange_id=exchange_id,
+            symbols=symbols,
+            exchange_url=exchange_url,
+            instruments=instruments,
+            **options,
+        )
 
     def next_batch(self, timeout: float) -> list[Bar] | None:
         """The next minute's bars, or None if none is ready within `timeout` seconds (the stream starts on the
@@ -263,11 +276,12 @@ class CcxtFeed:
         return bars
 
 
-async def _load_markets(exchange_id: str, exchange_url: str | None) -> dict[str, Any]:
-    """The venue's markets, read once at start-up; VenueError when the venue cannot be reached."""
+async def _load_markets(exchange_id: str, exchange_url: str | None) -> tuple[dict[str, Any], int]:
+    """The venue's markets, read once at start-up, and how it states their precision (ccxt's `precisionMode`);
+    VenueError when the venue cannot be reached."""
     exchange = open_exchange(exchange_id, exchange_url=exchange_url, streaming=False)
     try:
-        return dict(await exchange.load_markets())
+        return dict(await exchange.load_markets()), int(exchange.precisionMode)
     except Exception as exc:
         where = exchange_url or "its public endpoints"
         reason = " ".join(str(exc).split())[:160]

@@ -23,7 +23,7 @@ from live.assembly import build_engine, strategy_from_settings
 from live.control import kill_switch_is_set
 from live.domain import Bar, TradingState, iso_utc
 from live.engine import Engine
-from live.feeds.base import Feed, LiveFeed
+from live.feeds.base import Feed, LiveFeed, VenueFeed
 from live.feeds.replay import ReplayFeed
 from live.profiles import get_profile
 from live.regime import RegimeClassifier
@@ -151,6 +151,7 @@ def recover(
         initial_cash=record.initial_cash,
         classifier=classifier,
         strategy=strategy,
+        instruments=feed.instruments if isinstance(feed, VenueFeed) else None,
     )
     if engine.strategy_choice is not None:
         pg.record_strategy_run(engine.strategy_choice, holder=holder)

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from live.domain import Bar
-from live.feeds.base import FeedError, LiveFeed
+from live.feeds.base import FeedError, LiveFeed, VenueFeed
 from live.feeds.ccxt import CcxtFeed
 from tests.fakes.binance import FakeBinance
 from tests.support import eventually
@@ -167,3 +167,19 @@ def test_an_unknown_symbol_or_exchange_is_refused_before_the_feed_starts(venue: 
         CcxtFeed.connect(exchange_id="binance", symbols=("BTC/USDT", "DOGE/EUR"), exchange_url=venue.url)
     with pytest.raises(FeedError, match="--exchange 'no-such-venue'"):
         CcxtFeed.connect(exchange_id="no-such-venue", symbols=SYMBOLS, exchange_url=venue.url)
+
+
+def test_the_feed_states_each_symbols_market_rules_as_the_venue_has_them(venue: FakeBinance) -> None:
+    feed = CcxtFeed.connect(exchange_id="binance", symbols=SYMBOLS, exchange_url=venue.url)
+
+    assert isinstance(feed, VenueFeed)
+    assert feed.instruments is not None
+    btc = feed.instruments["BTC/USDT"]
+    # The fake's exchangeInfo filters: LOT_SIZE step and minimum 0.00001, PRICE_FILTER tick 0.01, NOTIONAL 5.
+    assert (btc.quantity_step, btc.price_tick, btc.min_quantity, btc.min_notional) == (
+        Decimal("0.00001"),
+        Decimal("0.01"),
+        Decimal("0.00001"),
+        Decimal("5"),
+    )
+    assert set(feed.instruments) == set(SYMBOLS)
