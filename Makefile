@@ -9,7 +9,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 # process: it kills servers and times halts under full load.
 TEST_WORKERS ?= 0
 
-.PHONY: install install-test up test test-faults lint bench clean
+.PHONY: install install-test up test test-faults lint bench bench-peers clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ test-faults: install-test
 bench: install-test
 	bash tests/ensure_services.sh
 	$(BIN)/python bench/run.py
+
+# Only the peers (bench/peers.py; `make bench` runs them too): their figures replace those in bench/results.json.
+bench-peers: install-test
+	bash tests/ensure_services.sh
+	$(BIN)/python bench/run.py --only peers.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

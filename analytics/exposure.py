@@ -34,7 +34,7 @@ class OpenPosition:
     """One open position as recorded: signed quantity at average cost, gross realized P&L since its first fill."""
 
     symbol: str
-    quantity: int
+    quantity: Decimal
     avg_price: Decimal
     realized_pnl: Decimal
 
@@ -42,7 +42,7 @@ class OpenPosition:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PositionExposure:
     symbol: str
-    quantity: int
+    quantity: Decimal
     avg_price: Decimal
     market_price: Decimal
     market_value: Decimal  # signed: negative for a short

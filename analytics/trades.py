@@ -1,12 +1,14 @@
 """Closed trades (one symbol's position from flat to flat) rolled up from fills, and statistics over them.
 
 The roll-up is columnar: the signed quantity is summed per symbol in time order, and a fill belongs to the trade
-opened by the latest fill that found its symbol flat. Ten million fills roll up in seconds.
+opened by the latest fill that found its symbol flat. Ten million fills roll up in seconds. Quantities are summed
+as exact decimals (0.0013 BTC bought and sold in two halves is flat again, which a float sum would miss).
 """
 
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 
 import polars as pl
 
@@ -24,6 +26,8 @@ CLOSED_TRADE_SCHEMA = pl.Schema(
 )
 
 _SIDES = ("buy", "sell")
+# The warehouse's quantity type (analytics/warehouse.py QUANTITY): whole shares and fractions alike, exactly.
+_QUANTITY = pl.Decimal(38, 18)
 
 
 def _validated_fills(fills: pl.DataFrame) -> pl.DataFrame:
@@ -62,7 +66,7 @@ def closed_trades(fills: pl.DataFrame) -> pl.DataFrame:
         # Decimal money is summed as float: the roll-up is for statistics, the books stay in PostgreSQL.
         pl.col("fee").cast(pl.Float64),
         pl.col("realized_pnl").cast(pl.Float64),
-        signed.cast(pl.Int64).alias("signed_quantity"),
+        signed.cast(_QUANTITY).alias("signed_quantity"),
     )
     if not ledger.get_column("timestamp").is_sorted():
         # Stable: fills that share a timestamp keep the order in which they were recorded. Each symbol's fills
@@ -79,8 +83,8 @@ def closed_trades(fills: pl.DataFrame) -> pl.DataFrame:
     if crossing.height:
         first = crossing.sort("symbol", "timestamp", maintain_order=True).row(0, named=True)
         raise ValueError(
-            f"fill {first['id']!r} takes {first['symbol']} from {first['position_before']} to "
-            f"{first['position']} in one order; a position must close before it reverses"
+            f"fill {first['id']!r} takes {first['symbol']} from {_shown(first['position_before'])} to "
+            f"{_shown(first['position'])} in one order; a position must close before it reverses"
         )
     # A trade is known by the row of its opening fill (the symbol was flat before it); grouping on that one integer
     # and fetching the strings and times by row afterwards is much cheaper than grouping on (symbol, trade number).
@@ -123,6 +127,11 @@ def closed_trades(fills: pl.DataFrame) -> pl.DataFrame:
     if bool((closing_times.diff() == 0).any()):
         trades = trades.sort("closed_at", "symbol")
     return trades.select(CLOSED_TRADE_SCHEMA.names()).cast(CLOSED_TRADE_SCHEMA)
+
+
+def _shown(quantity: Decimal) -> str:
+    """A quantity as a trader writes it: 40, -0.0013 (not 40.000000000000000000)."""
+    return f"{quantity.normalize():f}"
 
 
 def win_rate(trades: pl.DataFrame) -> float:

@@ -62,6 +62,9 @@ class SyncedTable:
 
 _TS = "TIMESTAMPTZ"
 MONEY = "DECIMAL(24, 8)"
+# Exact quantities as the venue has them: whole shares and 0.0013 BTC (PostgreSQL numeric at the scale written).
+QUANTITY = "DECIMAL(38, 18)"
+_EXACT = (MONEY, QUANTITY)
 _LATE_COMMITS = timedelta(minutes=5)
 
 SYNCED_TABLES: tuple[SyncedTable, ...] = (
@@ -102,7 +105,7 @@ SYNCED_TABLES: tuple[SyncedTable, ...] = (
             ("timestamp", _TS),
             ("symbol", "VARCHAR"),
             ("side", "VARCHAR"),
-            ("quantity", "INTEGER"),
+            ("quantity", QUANTITY),
             ("signal_type", "VARCHAR"),
             ("reduces_position", "BOOLEAN"),
             ("status", "VARCHAR"),
@@ -123,7 +126,7 @@ SYNCED_TABLES: tuple[SyncedTable, ...] = (
             ("timestamp", _TS),
             ("symbol", "VARCHAR"),
             ("side", "VARCHAR"),
-            ("quantity", "INTEGER"),
+            ("quantity", QUANTITY),
             ("price", MONEY),
             ("fee", MONEY),
             ("signal_type", "VARCHAR"),
@@ -218,7 +221,7 @@ SYNCED_TABLES: tuple[SyncedTable, ...] = (
         name="positions",
         columns=(
             ("symbol", "VARCHAR"),
-            ("quantity", "INTEGER"),
+            ("quantity", QUANTITY),
             ("avg_price", MONEY),
             ("realized_pnl", MONEY),
             ("updated_at", _TS),
@@ -274,15 +277,45 @@ def table_ddl(table: SyncedTable) -> str:
 
 
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
-    """Create the synced tables and the bookkeeping tables if they do not exist yet."""
+    """Create the synced tables and the bookkeeping tables if they do not exist yet, and bring the columns of a
+    file an earlier version wrote to today's types."""
     for table in SYNCED_TABLES:
         conn.execute(table_ddl(table))
         # A file an earlier version made gets the columns added since (always at the end, in the record's order).
         for name, kind in table.columns:
             conn.execute(f"ALTER TABLE {_quote(table.name)} ADD COLUMN IF NOT EXISTS {_quote(name)} {kind}")
+    upgrade_column_types(conn, SYNCED_TABLES)
     conn.execute(_SYNC_STATE_DDL)
     conn.execute(_SYNC_LOG_DDL)
     conn.execute(_ROLLUP_RUNS_DDL)
+
+
+def upgrade_column_types(conn: duckdb.DuckDBPyConnection, tables: Sequence[SyncedTable]) -> list[str]:
+    """Converts, in place, each column whose type differs from the one `tables` declare (`CREATE TABLE IF NOT
+    EXISTS` keeps an existing table as it was: an integer `quantity` from before fractional quantities becomes
+    the same exact decimal). Returns the columns converted, as `table.column`."""
+    found = {
+        (table_name, column): kind
+        for table_name, column, kind in conn.execute(
+            "SELECT table_name, column_name, data_type FROM duckdb_columns()"
+            " WHERE database_name = current_database() AND schema_name = 'main'"
+        ).fetchall()
+    }
+    canonical: dict[str, object] = {}
+    converted = []
+    for table in tables:
+        for column, kind in table.columns:
+            have = found.get((table.name, column))
+            if have is None:
+                continue
+            if kind not in canonical:
+                canonical[kind] = scalar(conn, f"SELECT typeof(CAST(NULL AS {kind}))")
+            if have != canonical[kind]:
+                conn.execute(
+                    f"ALTER TABLE {_quote(table.name)} ALTER COLUMN {_quote(column)} SET DATA TYPE {kind}"
+                )
+                converted.append(f"{table.name}.{column}")
+    return converted
 
 
 def configure(conn: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
@@ -303,9 +336,9 @@ def adbc_uri(database_url: str) -> str:
 
 
 def _select_sql(table: SyncedTable, *, since: datetime | None) -> tuple[str, tuple[str, ...]]:
-    # numeric travels as text: Arrow has no lossless numeric(24, 8) from libpq, DuckDB parses it exactly.
+    # numeric travels as text: Arrow has no lossless numeric from libpq, DuckDB parses it exactly.
     parts = [
-        f"{_quote(name)}::text AS {_quote(name)}" if kind == MONEY else _quote(name)
+        f"{_quote(name)}::text AS {_quote(name)}" if kind in _EXACT else _quote(name)
         for name, kind in table.columns
     ]
     sql = f"SELECT {', '.join(parts)} FROM {_quote(table.name)}"

@@ -55,8 +55,11 @@ def _parser() -> argparse.ArgumentParser:
         "up", help="live engine + REST/WS API + Metrics API + dashboard + scheduled flows, in the foreground"
     )
     up.add_argument(
-        "--feed", default="sim", help="a feed registered in live/assembly.py: sim (default), replay"
+        "--feed", default="sim", help="a feed registered in live/assembly.py: sim (default), replay, ccxt"
     )
+    from api.cli_data import add_exchange_arguments
+
+    add_exchange_arguments(up)
     up.add_argument("--data", type=Path, help="replay file (CSV or Parquet) for --feed replay")
     up.add_argument(
         "--speed", type=float, default=60.0, help="simulated seconds per wall second; 0 = max speed"
@@ -74,7 +77,14 @@ def _parser() -> argparse.ArgumentParser:
     add_strategy_arguments(up)
     up.add_argument("--no-flows", action="store_true", help="do not serve the Prefect flows")
     up.add_argument("--no-api", action="store_true", help="engine only (no HTTP servers)")
-    for module in ("api.cli_flows", "api.cli_backtest", "api.cli_operator", "api.cli_audit"):
+    for module in (
+        "api.cli_flows",
+        "api.cli_backtest",
+        "api.cli_data",
+        "api.cli_operator",
+        "api.cli_alerts",
+        "api.cli_audit",
+    ):
         with contextlib.suppress(ImportError):
             __import__(module, fromlist=["register"]).register(sub)
     return parser
@@ -139,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             dashboard_port=getattr(args, "dashboard_port", None),
             host=getattr(args, "host", None),
             profile=getattr(args, "profile", None),
+            exchange=getattr(args, "exchange", None),
+            exchange_url=getattr(args, "exchange_url", None),
         )
     except SettingsError as exc:
         print(f"tradeos: {exc}", file=sys.stderr)
@@ -163,6 +175,14 @@ def main(argv: list[str] | None = None) -> int:
         from api import cli_audit
 
         return int(cli_audit.run(args, settings))
+    if args.command in ("notify", "watchdog"):
+        from api import cli_alerts
+
+        return int(cli_alerts.run(args, settings))
+    if args.command == "data":
+        from api import cli_data
+
+        return int(cli_data.run(args, settings))
     from api import cli_operator
 
     return int(cli_operator.run(args, settings))
@@ -198,6 +218,24 @@ class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
     def _open(self) -> Any:
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Formats each record once: the standard handler formats it twice (first to measure it for the rollover
+        check), half the cost of the access log's thousands of lines a second at load. Same bound, same rotation."""
+        try:
+            line = self.format(record) + self.terminator
+            if self.stream is None:
+                self.stream = self._open()
+            if self.maxBytes > 0 and self.stream.tell() + len(line) >= self.maxBytes:
+                self.doRollover()
+                if self.stream is None:
+                    self.stream = self._open()
+            self.stream.write(line)
+            self.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
 
 
 def _configure_logging(settings: Settings, *, file_name: str = "tradeos.log") -> None:
@@ -276,8 +314,9 @@ def _check_redis(url: str) -> None:
         raise StartupError(f"TRADEOS_REDIS_URL: cannot connect to Redis ({exc})") from None
 
 
-def make_feed(args: argparse.Namespace) -> Any:
-    """The feed the flags ask for; a bad replay file stops start-up with its line and reason."""
+def make_feed(args: argparse.Namespace, settings: Settings) -> Any:
+    """The feed the flags ask for; a bad replay file stops start-up with its line and reason, an unknown exchange
+    or symbol with its name."""
     from live.assembly import FEEDS, FeedOptions, build_feed
     from live.feeds.base import FeedError
 
@@ -286,10 +325,19 @@ def make_feed(args: argparse.Namespace) -> Any:
     if args.feed == "sim" and args.sim_days is not None and args.sim_days <= 0:
         raise StartupError("--sim-days: must be positive")
     symbols = tuple(s.strip().upper() for s in args.symbols.split(",") if s.strip()) if args.symbols else None
-    options = FeedOptions(symbols=symbols, seed=args.seed, sim_days=args.sim_days, data=args.data)
+    options = FeedOptions(
+        symbols=symbols,
+        seed=args.seed,
+        sim_days=args.sim_days,
+        data=args.data,
+        exchange=settings.venue.exchange,
+        exchange_url=settings.venue.exchange_url,
+    )
     try:
         return build_feed(args.feed, options)
     except (FeedError, OSError, ValueError) as exc:
+        if args.feed == "ccxt":
+            raise StartupError(str(exc)) from None  # the message names --exchange or --symbols
         flags = "--data" if args.feed == "replay" else "--symbols/--seed/--sim-days"
         raise StartupError(f"{flags}: {exc}") from None
 
@@ -301,6 +349,18 @@ def _check_adapters(settings: Settings) -> None:
     try:
         check_adapters(settings.engine)
     except SettingsError as exc:
+        raise StartupError(str(exc)) from None
+
+
+def _check_alert_urls(settings: Settings) -> None:
+    """Every TRADEOS_ALERT_URLS entry is one apprise understands: a typo stops start-up, not the notifier later."""
+    if not settings.alerts.urls:
+        return
+    from live.alerts.channels import ChannelError, channels_from_urls
+
+    try:
+        channels_from_urls(settings.alerts.urls)
+    except ChannelError as exc:
         raise StartupError(str(exc)) from None
 
 
@@ -332,6 +392,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
     """`tradeos up`: everything in the foreground until SIGINT/SIGTERM, then an orderly stop."""
     if args.speed < 0:
         raise StartupError("--speed: must be >= 0")
+    _stop_leftover_guards(settings)  # first of all: see its docstring
     if not args.no_api:
         _check_port_free(settings.api.host, settings.api.api_port, "TRADEOS_API_PORT/--api-port")
         _check_port_free(settings.api.host, settings.api.metrics_port, "TRADEOS_METRICS_PORT/--metrics-port")
@@ -342,8 +403,9 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
         settings
     )  # before the home is secured: a key file left readable is refused, not fixed
     _secure_home(settings)
-    feed = make_feed(args)
+    feed = make_feed(args, settings)
     _check_adapters(settings)
+    _check_alert_urls(settings)
     strategy = choose_strategy(args, settings)
     _configure_logging(settings)
     # The command thread must get the GIL promptly from a busy engine (api/runtime.py).
@@ -368,6 +430,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
             target=_run_engine, args=(runner, stop), name="tradeos-engine", daemon=True
         )
         children: dict[str, subprocess.Popen[bytes]] = {}
+        guards: dict[str, subprocess.Popen[bytes]] = {}
         runtime.settle_heap()
         engine_thread.start()
         log.info(
@@ -387,9 +450,12 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
             if not args.no_flows:
                 children["flows"] = _start_child(resolved, ["_serve-flows"], log_name="flows.log")
                 _announce_prefect_ui(resolved, children["flows"], stop)
+            guards = _start_guards(resolved)
             _wait_for_signal(stop, children)
         finally:
             stop.set()
+            # The guards first: a watchdog outliving the engine's orderly stop would take it for a death.
+            _stop_guards(resolved, guards)
             for child in children.values():
                 if child.poll() is None:
                     child.terminate()
@@ -442,6 +508,80 @@ def _start_child(settings: Settings, command: list[str], *, log_name: str | None
         )
     finally:
         log_file.close()
+
+
+GUARDS = ("watchdog", "notify")  # outlive a `kill -9` of `tradeos up`: that is what they are for
+
+
+def _guard_pid_file(settings: Settings, name: str) -> Path:
+    return settings.home_dir / "run" / f"{name}.pid"
+
+
+def _start_guards(settings: Settings) -> dict[str, subprocess.Popen[bytes]]:
+    """The dead-man's switch and (with TRADEOS_ALERT_URLS set) the notifier, each in a process of its own that
+    survives the death of this one: in a session of its own, not tied to us by PR_SET_PDEATHSIG. Orphaned, each
+    finishes its work (the halt, its alert) and exits (live/alerts/: `orphaned`)."""
+    guards: dict[str, subprocess.Popen[bytes]] = {}
+    env = {**os.environ, **settings.as_environment()}
+    for name in GUARDS:
+        if name == "notify" and not settings.alerts.urls:
+            log.info("alerts: TRADEOS_ALERT_URLS is not set; no notifier started")
+            continue
+        guards[name] = subprocess.Popen(
+            [sys.executable, "-m", "api.cli", name, "--parent", str(os.getpid())],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,  # each logs to TRADEOS_HOME/logs/<watchdog|notifier>.log
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        pid_file = _guard_pid_file(settings, name)
+        pid_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(str(guards[name].pid))
+    return guards
+
+
+def _stop_leftover_guards(settings: Settings) -> None:
+    """Stops the guards a killed `tradeos up` of this home left (pids in `run/NAME.pid`), before our engine starts:
+    an orphaned watchdog must not take our start-up for the death of its engine."""
+    for name in GUARDS:
+        _stop_leftover_guard(settings, name)
+
+
+def _stop_leftover_guard(settings: Settings, name: str) -> None:
+    """Stops the `tradeos NAME` whose pid a killed `tradeos up` of this home left, if it is still that process."""
+    pid_file = _guard_pid_file(settings, name)
+    try:
+        pid = int(pid_file.read_text().strip())
+        command_line = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return
+    if name.encode() not in command_line or b"api.cli" not in command_line:
+        return
+    if b"--parent" in command_line:
+        parent = int(command_line[command_line.index(b"--parent") + 1])
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(parent, 0)  # PermissionError: it runs, as another user
+            return  # its `tradeos up` still runs: not ours to stop
+    log.warning("stopping the %s (pid %d) an earlier `tradeos up` of this home left running", name, pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+
+
+def _stop_guards(settings: Settings, guards: dict[str, subprocess.Popen[bytes]]) -> None:
+    for guard in guards.values():
+        if guard.poll() is None:
+            guard.terminate()
+    for name, guard in guards.items():
+        try:
+            guard.wait(10)
+        except subprocess.TimeoutExpired:
+            guard.kill()
+            guard.wait()
+        with contextlib.suppress(FileNotFoundError):
+            _guard_pid_file(settings, name).unlink()
 
 
 def _announce_prefect_ui(settings: Settings, flows: subprocess.Popen[bytes], stop: threading.Event) -> None:

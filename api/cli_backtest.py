@@ -138,8 +138,9 @@ def _print_lookahead(report: LookaheadReport, *, as_json: bool) -> None:
 class ProgressBar:
     """A one-line bar on a terminal, redrawn at most five times a second."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, unit: str = "bars") -> None:
         self.stream = stream
+        self.unit = unit
         self.started = time.monotonic()
         self.drawn = 0.0
 
@@ -152,8 +153,8 @@ class ProgressBar:
         filled = round(_BAR_WIDTH * share)
         rate = done / max(now - self.started, 1e-9)
         self.stream.write(
-            f"\r[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {share * 100:5.1f} % {done:,}/{total:,} bars"
-            f" {rate:,.0f} bars/s"
+            f"\r[{'#' * filled}{'.' * (_BAR_WIDTH - filled)}] {share * 100:5.1f} % {done:,}/{total:,} {self.unit}"
+            f" {rate:,.0f} {self.unit}/s"
         )
         self.stream.flush()
 

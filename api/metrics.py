@@ -31,6 +31,7 @@ from api.docs import add_docs_routes
 from api.flow_runs import FlowRuns
 from api.metrics_schemas import PerformanceHeadline, PortfolioMetrics, Summary
 from api.request_limits import install_request_limits
+from api.runtime import NO_TELEMETRY
 from api.schemas import ErrorResponse, UtcDatetime
 from api.stores import Stores, StoreUnavailable
 from live.settings import Settings
@@ -376,6 +377,7 @@ def create_app(settings: Settings) -> FastAPI:
     """The Metrics API app for port 18003; bearer auth on every route when `settings.api.tool_token` is set. With
     the stores' URLs resolved (`settings.stores`) it also serves the record's endpoints."""
     app = FastAPI(
+        telemetry=NO_TELEMETRY,
         title=API_TITLE,
         description="Performance, signal and system figures from the DuckDB rollups; the portfolio, a one-call "
         "summary and the Prometheus exposition (`GET /metrics`, text) from the system of record (how each figure "

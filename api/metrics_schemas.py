@@ -30,7 +30,7 @@ class PositionMetrics(BaseModel):
     model_config = _frozen()
 
     symbol: str
-    quantity: int = Field(description="Signed: negative is short.")
+    quantity: Number = Field(description="Signed: negative is short; in the market's units (0.0013 BTC).")
     avg_price: Number
     market_price: Number
     market_value: Number = Field(description="Money, signed: quantity × market price.")

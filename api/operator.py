@@ -33,6 +33,7 @@ from api.deps import ActorDep, ControlDep, OriginDep, SettingsDep, StoresDep, To
 from api.docs import add_docs_routes
 from api.http_protocol import DEFAULT_HEADER_READ_TIMEOUT_SECONDS, protocol_with_header_read_timeout
 from api.request_limits import install_request_limits
+from api.runtime import NO_TELEMETRY
 from api.schemas import (
     ErrorResponse,
     FlattenRequest,
@@ -303,6 +304,7 @@ def create_app(
             await stores.close()
 
     app = FastAPI(
+        telemetry=NO_TELEMETRY,
         title=API_TITLE,
         version="1",
         description="Watch and steer the TRADEOS engine. With `TRADEOS_TOOL_TOKEN` set, every endpoint needs "

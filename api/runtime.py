@@ -23,6 +23,12 @@ from __future__ import annotations
 import gc
 import sys
 
+from fastapi.telemetry import TelemetryConfig
+
+# FastAPI's native OpenTelemetry: with no provider configured it only looks for one, on every request (three
+# environment reads, ~1% of a `/portfolio`). TRADEOS exports its own figures (Prometheus `/metrics` on 18003).
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
 FULL_COLLECTION_EVERY = 1000  # young collections between two full ones (CPython's default is 10)
 # How long a thread waiting for the GIL lets the holder run (CPython's default is 5 ms). The command thread takes
 # the GIL back after each blocking call (reading the command, the engine lock, sending the ack: 3-4 times a

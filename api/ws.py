@@ -102,7 +102,9 @@ class EventHub:
                 backoff = 0.1
                 while not self._stopping:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                    if message is not None and message.get("type") == "message":
+                    # With no client the message is only read off the connection: decoding every event the engine
+                    # publishes at full speed would take the CPU an operator's halt is waiting for.
+                    if self._subscribers and message is not None and message.get("type") == "message":
                         self.dispatch(message["data"])
                         # Let the client senders run between messages of a burst.
                         await asyncio.sleep(0)

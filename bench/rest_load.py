@@ -28,17 +28,17 @@ PATHS = ("/portfolio", "/trades?limit=50")
 SIM_DAYS = 400  # more than the run needs: the engine trades for the whole measurement
 
 _WRK_SCRIPT = """
-local paths = {"/portfolio", "/trades?limit=50"}
+local paths = {%(paths)s}
 local n = 0
 request = function()
   n = n + 1
-  return wrk.format("GET", paths[(n % 2) + 1])
+  return wrk.format("GET", paths[(n %% #paths) + 1])
 end
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    'WRKJSON {"requests": %d, "seconds": %f, "errors": %d, "non_2xx": %d, '
-    .. '"p50_ms": %f, "p90_ms": %f, "p99_ms": %f, "max_ms": %f}\\n',
+    'WRKJSON {"requests": %%d, "seconds": %%f, "errors": %%d, "non_2xx": %%d, '
+    .. '"p50_ms": %%f, "p90_ms": %%f, "p99_ms": %%f, "max_ms": %%f}\\n',
     summary.requests, summary.duration / 1e6, e.connect + e.read + e.write + e.timeout, e.status,
     latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
     latency.max / 1000))
@@ -51,10 +51,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def run_wrk(url: str, seconds: float) -> tuple[dict[str, Any], float]:
-    """wrk's summary, and the CPU seconds wrk itself used."""
+def run_wrk(url: str, seconds: float, paths: tuple[str, ...] = PATHS) -> tuple[dict[str, Any], float]:
+    """wrk's summary, and the CPU seconds wrk itself used (`paths` requested in turn on every connection)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(_WRK_SCRIPT)
+        script.write(_WRK_SCRIPT % {"paths": ", ".join(json.dumps(p) for p in paths)})
     try:
         done = subprocess.run(
             [
@@ -88,15 +88,21 @@ def _children_cpu() -> float:
 
 
 async def _client(
-    host: str, port: int, stop_at: float, latencies: list[float], failures: list[int], offset: int
+    host: str,
+    port: int,
+    stop_at: float,
+    latencies: list[float],
+    failures: list[int],
+    offset: int,
+    paths: tuple[str, ...],
 ) -> None:
     reader, writer = await asyncio.open_connection(host, port)
-    requests = [f"GET {p} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode() for p in PATHS]
+    requests = [f"GET {p} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode() for p in paths]
     n = offset
     try:
         while time.perf_counter() < stop_at:
             started = time.perf_counter()
-            writer.write(requests[n % 2])
+            writer.write(requests[n % len(requests)])
             n += 1
             head = await reader.readuntil(b"\r\n\r\n")
             length = 0
@@ -111,7 +117,7 @@ async def _client(
         writer.close()
 
 
-def run_python(url: str, seconds: float) -> tuple[dict[str, Any], float]:
+def run_python(url: str, seconds: float, paths: tuple[str, ...] = PATHS) -> tuple[dict[str, Any], float]:
     """The same load from asyncio in this process (when wrk is absent)."""
     host, _, port = url.removeprefix("http://").partition(":")
     latencies: list[float] = []
@@ -121,7 +127,7 @@ def run_python(url: str, seconds: float) -> tuple[dict[str, Any], float]:
         started = time.perf_counter()
         stop_at = started + seconds
         await asyncio.gather(
-            *(_client(host, int(port), stop_at, latencies, failures, i) for i in range(CONNECTIONS))
+            *(_client(host, int(port), stop_at, latencies, failures, i, paths) for i in range(CONNECTIONS))
         )
         return time.perf_counter() - started
 

@@ -1,8 +1,12 @@
 """`make bench`: runs every benchmark script in its own process, writes bench/results.json and the table in
-bench/README.md. A script that fails or overruns leaves its figures with no value and the reason in the note."""
+bench/README.md. A script that fails or overruns leaves its figures with no value and the reason in the note.
+
+`--only SCRIPT` (repeatable; `make bench-peers` is `--only peers.py`) runs just those scripts and replaces only
+their figures in the existing results.json, each stamped with its own date."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -53,6 +57,19 @@ SCRIPTS: list[tuple[str, list[tuple[str, str, str]], int]] = [
         [("dashboard_first_paint", "s", "<= 1"), ("dashboard_fill_to_row_p99", "ms", "<= 500")],
         300,
     ),
+    (
+        "peers.py",
+        [
+            ("peers_engine_tradeos", "bars/s", "report it (the reference of the ratios)"),
+            ("peers_engine_numpy", "bars/s", "report the ratio (the limit to approach)"),
+            ("peers_engine_nautilus", "bars/s", "TRADEOS >= 5x this"),
+            ("peers_engine_backtrader", "bars/s", "report the ratio"),
+            ("peers_rest_bare_fastapi", "req/s", "report it (the floor of GET /portfolio)"),
+            ("peers_rest_tradeos_portfolio", "req/s", ">= 0.9x the bare app's req/s, p99 <= 1.5x its p99"),
+        ],
+        # The first run creates the peers' virtual environments (a few minutes of downloads).
+        900,
+    ),
 ]
 
 
@@ -93,10 +110,14 @@ def table(results: dict[str, Any]) -> str:
             continue
         holds = {True: "yes", False: "**no**", None: "—"}[entry.get("holds")]
         value = f"{_cell(entry.get('value'))} {entry.get('unit', '')}".strip()
+        ratio = entry.get("ratio_to_tradeos")
+        if ratio is not None and ratio != 1.0 and entry.get("value") is not None:
+            value += f" ({_cell(ratio)}× TRADEOS)"
         if entry.get("value") is None:
             value = f"— ({entry.get('note', 'not measured')})"
         command = f"`{entry['command']}`" if entry.get("command") else "—"
-        rows.append(f"| {name} | {value} | {entry.get('target', '')} | {holds} | {command} | {date} |")
+        when = entry.get("date", date)
+        rows.append(f"| {name} | {value} | {entry.get('target', '')} | {holds} | {command} | {when} |")
     m = results["machine"]
     rows.append("")
     rows.append(
@@ -106,10 +127,23 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Runs the benchmarks and records their figures.")
+    parser.add_argument("--only", action="append", metavar="SCRIPT", help="run only this script (repeatable)")
+    only = parser.parse_args(argv).only
+    known = [script for script, _, _ in SCRIPTS]
+    unknown = [name for name in only or [] if name not in known]
+    if unknown:
+        print(f"bench: --only {unknown[0]}: not a benchmark script ({', '.join(known)})", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     results: dict[str, Any] = {"machine": machine()}
+    if only:
+        results = json.loads(RESULTS.read_text())
+    stamp = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     for script, figures, timeout in SCRIPTS:
+        if only and script not in only:
+            continue
         print(f"bench: {script} ...", file=sys.stderr, flush=True)
         measured, error, elapsed = run_script(script, timeout)
         command = f".venv/bin/python bench/{script}"
@@ -125,11 +159,16 @@ def main() -> int:
                     "note": error or "missing",
                 }
             entry["command"] = command
+            if only:
+                entry["date"] = stamp
             results[name] = entry
             print(f"  {name}: {entry.get('value')} {entry.get('unit')} (target {target})", file=sys.stderr)
         print(f"  ({elapsed:.0f} s)", file=sys.stderr, flush=True)
-    results["machine"]["run_seconds"] = round(time.perf_counter() - started, 1)
-    results["machine"]["finished"] = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    if not only:
+        results["machine"]["run_seconds"] = round(time.perf_counter() - started, 1)
+        results["machine"]["finished"] = (
+            datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        )
     RESULTS.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     text = README.read_text() if README.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
     head, _, rest = text.partition(START)

@@ -23,6 +23,7 @@ from live.execution.paper import PaperBroker
 from live.feeds.base import Feed, FeedError
 from live.feeds.replay import ReplayFeed
 from live.feeds.sim import DEFAULT_SYMBOLS, SimFeed
+from live.instruments import Instrument, default_instruments
 from live.profiles import Profile, get_profile
 from live.regime import RegimeClassifier
 from live.settings import EngineSettings, SettingsError
@@ -45,6 +46,8 @@ class FeedOptions:
     seed: int = 1
     sim_days: float | None = None
     data: Path | None = None
+    exchange: str = "binance"  # a ccxt exchange id (--feed ccxt)
+    exchange_url: str | None = None  # replaces the scheme and host of every endpoint of the exchange
 
 
 def _sim_feed(options: FeedOptions) -> Feed:
@@ -57,16 +60,28 @@ def _replay_feed(options: FeedOptions) -> Feed:
     return ReplayFeed.from_path(options.data, symbols=options.symbols)
 
 
-def _paper_broker(settings: EngineSettings) -> Broker:
-    return PaperBroker(commission_bps=settings.commission_bps, slippage_bps=settings.slippage_bps)
+def _ccxt_feed(options: FeedOptions) -> Feed:
+    from live.feeds.ccxt import CcxtFeed  # ccxt loads a hundred exchanges: only when asked for
+
+    return CcxtFeed.connect(
+        exchange_id=options.exchange, symbols=options.symbols or (), exchange_url=options.exchange_url
+    )
+
+
+def _paper_broker(settings: EngineSettings, instruments: Mapping[str, Instrument]) -> Broker:
+    return PaperBroker(
+        commission_bps=settings.commission_bps, slippage_bps=settings.slippage_bps, instruments=instruments
+    )
 
 
 # Name (as in settings or on the command line) -> factory of a fresh adapter. A factory raises FeedError or
-# ValueError for options it cannot use.
+# ValueError for options it cannot use. A broker gets the markets' rules (step, tick, minimums) by symbol.
 FEEDS: Mapping[str, Callable[[FeedOptions], Feed]] = MappingProxyType(
-    {"sim": _sim_feed, "replay": _replay_feed}
+    {"sim": _sim_feed, "replay": _replay_feed, "ccxt": _ccxt_feed}
 )
-BROKERS: Mapping[str, Callable[[EngineSettings], Broker]] = MappingProxyType({"paper": _paper_broker})
+BROKERS: Mapping[str, Callable[[EngineSettings, Mapping[str, Instrument]], Broker]] = MappingProxyType(
+    {"paper": _paper_broker}
+)
 __all__ = [
     "BROKERS",
     "FEEDS",
@@ -120,21 +135,25 @@ def build_engine(
     confirm_bars: int = 30,
     wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     strategy: StrategyChoice | None = None,
+    instruments: Mapping[str, Instrument] | None = None,
 ) -> Engine:
     """An engine for `symbols` with the broker named in `settings` and `strategy` (default: the one the settings
     name, `strategy_from_settings`). The profile and the initial cash default to the settings' (a restart passes
-    the ones found in the record)."""
+    the ones found in the record); the markets' rules (`instruments`, one per symbol) to the sim's and replay's
+    whole shares at prices to 4 decimals (live/instruments.py)."""
     check_adapters(settings)
     choice = strategy or strategy_from_settings(settings)
+    markets = default_instruments(symbols) if instruments is None else instruments
     return Engine(
         symbols=symbols,
         profile=profile or get_profile(settings.profile),
         initial_cash=settings.initial_cash if initial_cash is None else initial_cash,
-        broker=BROKERS[settings.broker](settings),
+        broker=BROKERS[settings.broker](settings, markets),
         strategy=choice.build(symbols),
         classifier=classifier,
         confirm_bars=confirm_bars,
         wall_clock=wall_clock,
         strategy_choice=choice,
         allowed_strategies=allowed_strategies(choice),
+        instruments=markets,
     )

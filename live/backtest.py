@@ -46,6 +46,8 @@ __all__ = [
 
 # Money columns are exchanged as DECIMAL(24, 8), the system of record's type (analytics/warehouse.py MONEY).
 MONEY = pl.Decimal(24, 8)
+# Quantities as DECIMAL(38, 18) (analytics/warehouse.py QUANTITY): whole shares and 0.0013 BTC alike, exactly.
+QUANTITY = pl.Decimal(38, 18)
 UTC_TIME = pl.Datetime("us", "UTC")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -153,7 +155,7 @@ class BacktestRecord:
                 "timestamp": [o.timestamp for o in orders],
                 "symbol": [o.symbol for o in orders],
                 "side": [o.side.value for o in orders],
-                "quantity": [o.quantity for o in orders],
+                "quantity": _quantities([o.quantity for o in orders]),
                 "signal_type": [o.signal_type for o in orders],
                 "reduces_position": [o.reduces_position for o in orders],
                 "status": [status.value for status, _ in final],
@@ -166,7 +168,7 @@ class BacktestRecord:
                 "timestamp": UTC_TIME,
                 "symbol": pl.String,
                 "side": pl.String,
-                "quantity": pl.Int32,
+                "quantity": QUANTITY,
                 "signal_type": pl.String,
                 "reduces_position": pl.Boolean,
                 "status": pl.String,
@@ -196,6 +198,10 @@ def _money(values: Sequence[Decimal]) -> pl.Series:
     return pl.Series([str(v) for v in values], dtype=pl.String).cast(MONEY)
 
 
+def _quantities(values: Sequence[Decimal]) -> pl.Series:
+    return pl.Series([str(v) for v in values], dtype=pl.String).cast(QUANTITY)
+
+
 def _fills_frame(fills: Sequence[Fill]) -> pl.DataFrame:
     return pl.DataFrame(
         {
@@ -204,7 +210,7 @@ def _fills_frame(fills: Sequence[Fill]) -> pl.DataFrame:
             "timestamp": pl.Series([f.timestamp for f in fills], dtype=UTC_TIME),
             "symbol": pl.Series([f.symbol for f in fills], dtype=pl.String),
             "side": pl.Series([f.side.value for f in fills], dtype=pl.String),
-            "quantity": pl.Series([f.quantity for f in fills], dtype=pl.Int32),
+            "quantity": _quantities([f.quantity for f in fills]),
             "price": _money([f.price for f in fills]),
             "fee": _money([f.fee for f in fills]),
             "signal_type": pl.Series([f.signal_type for f in fills], dtype=pl.String),

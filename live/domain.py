@@ -1,4 +1,4 @@
-"""Immutable domain events. Timestamps are timezone-aware UTC; money is Decimal, quantities are integers."""
+"""Immutable domain events. Timestamps are timezone-aware UTC; money and quantities are Decimal."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ class Order:
     timestamp: datetime
     symbol: str
     side: Side
-    quantity: int
+    quantity: Decimal  # a whole number of the instrument's quantity step
     signal_type: str
     reduces_position: bool
     status: OrderStatus = OrderStatus.SUBMITTED
@@ -114,7 +114,7 @@ class Fill:
     timestamp: datetime
     symbol: str
     side: Side
-    quantity: int
+    quantity: Decimal
     price: Decimal
     fee: Decimal
     signal_type: str

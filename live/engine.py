@@ -38,12 +38,14 @@ from live.domain import (
     TradingState,
 )
 from live.execution.base import Broker, Execution
-from live.portfolio import Portfolio, to_decimal
+from live.instruments import Instrument, default_instruments
+from live.portfolio import ZERO, Portfolio, to_decimal
 from live.profiles import Profile, get_profile
 from live.regime import DEFAULT_REGIME, RegimeClassifier, RegimeTracker, RuleBasedClassifier
 from live.risk import breakers
 from live.risk.checks import (
     DRAWDOWN_LIMIT_EXCEEDED,
+    MARKET_RULE_REJECTIONS,
     POLICY_REJECTIONS,
     TRADING_HALTED,
     OrderCheck,
@@ -183,7 +185,8 @@ class Outbox:
 
 class Engine:
     """One book, one clock (the bars' timestamps). Built from its ports (live/assembly.py `build_engine`): the
-    broker its orders go to and the strategy that decides them; risk, sizing and accounting are its own."""
+    broker its orders go to and the strategy that decides them; risk, sizing and accounting are its own, under each
+    symbol's market rules (`instruments`; default: whole shares, live/instruments.py `default_instrument`)."""
 
     def __init__(
         self,
@@ -198,8 +201,15 @@ class Engine:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         strategy_choice: StrategyChoice | None = None,
         allowed_strategies: Mapping[str, StrategyChoice] | None = None,
+        instruments: Mapping[str, Instrument] | None = None,
     ) -> None:
         self.symbols = tuple(symbols)
+        self.instruments: dict[str, Instrument] = default_instruments(self.symbols)
+        if instruments is not None:
+            missing = [symbol for symbol in self.symbols if symbol not in instruments]
+            if missing:
+                raise ValueError(f"no market rules (instrument) for {', '.join(missing)}")
+            self.instruments = {symbol: instruments[symbol] for symbol in self.symbols}
         # Operators' actions are stamped with the wall clock; everything else with the bars' clock.
         self.wall_clock = wall_clock
         self.profile = profile
@@ -587,7 +597,7 @@ class Engine:
             if pending.get(symbol):
                 continue
             position = positions.get(symbol)
-            quantity = position.quantity if position is not None else 0
+            quantity = position.quantity if position is not None else ZERO
             direction = target.direction
             if quantity != 0:
                 if direction * quantity > 0:
@@ -619,6 +629,7 @@ class Engine:
                 position_quantity=quantity,
                 gross_exposure=committed,
                 profile=profile,
+                instrument=self.instruments[symbol],
             )
             if size <= 0:
                 continue
@@ -666,10 +677,12 @@ class Engine:
             self._submitted.popleft()
         gate_verdict: str | None = None
         gate_asked = False
+        instruments = self.instruments
         for order in proposals:
             signed = order.quantity if order.side is Side.BUY else -order.quantity
             price = to_decimal(self._closes[order.symbol])
             previous = self._previous_closes.get(order.symbol)
+            instrument = instruments[order.symbol]
             reason = pre_trade_check(
                 OrderCheck(
                     signed_quantity=signed,
@@ -682,6 +695,8 @@ class Engine:
                     drawdown=drawdown,
                     trading_state=self.state,
                     orders_last_minute=len(self._submitted),
+                    min_quantity=instrument.min_quantity,
+                    min_notional=instrument.min_notional,
                 ),
                 self.profile,
             )
@@ -735,7 +750,7 @@ class Engine:
             )
         if reason == DRAWDOWN_LIMIT_EXCEEDED:
             self._drawdown_refused[order.symbol] = self.bars_seen.get(order.symbol, 0)
-        if reason in POLICY_REJECTIONS:
+        if reason in POLICY_REJECTIONS or reason in MARKET_RULE_REJECTIONS:
             return
         self._rejections.record(timestamp)
         count = self._rejections.count(timestamp)
@@ -780,10 +795,10 @@ def _described(choice: StrategyChoice | None, strategy: Strategy) -> dict[str, o
 
 def _openers(fills: Iterable[Fill]) -> tuple[dict[str, str], dict[str, datetime]]:
     """For each open position, the signal type and time of the fill that opened it."""
-    quantity: dict[str, int] = {}
+    quantity: dict[str, Decimal] = {}
     opener: dict[str, tuple[str, datetime]] = {}
     for fill in fills:
-        before = quantity.get(fill.symbol, 0)
+        before = quantity.get(fill.symbol, ZERO)
         after = before + (fill.quantity if fill.side is Side.BUY else -fill.quantity)
         if before == 0 and after != 0:
             opener[fill.symbol] = (fill.signal_type, fill.timestamp)

@@ -1,6 +1,8 @@
 """Exact accounting: cash, signed positions at average cost, realized and unrealized P&L, high-water mark.
 
-Money is Decimal throughout: fill prices carry 4 decimals, average prices are kept to 8, fees to the cent.
+Money is Decimal throughout: fill prices carry 4 decimals (or the market's tick), average prices and a fill's
+realized P&L are kept to 8, fees to the cent; cash is exact. Quantities are Decimal too (a venue trades 0.0013
+BTC), exact: each is a whole number of its market's step.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def drawdown(value: Decimal, high_water_mark: Decimal) -> Decimal:
 
 @dataclass(slots=True)
 class PositionState:
-    quantity: int = 0
+    quantity: Decimal = ZERO
     avg_price: Decimal = ZERO
     realized_pnl: Decimal = ZERO
 
@@ -57,9 +59,9 @@ class Portfolio:
         self.start_of_day_value = initial_cash
         self.last_value = initial_cash
 
-    def quantity(self, symbol: str) -> int:
+    def quantity(self, symbol: str) -> Decimal:
         position = self.positions.get(symbol)
-        return position.quantity if position else 0
+        return position.quantity if position else ZERO
 
     def roll_day(self, timestamp: datetime) -> None:
         """Start a new UTC day of the engine clock: today's P&L resets, the day's loss is measured from here."""
@@ -78,7 +80,7 @@ class Portfolio:
         timestamp: datetime,
         symbol: str,
         side: Side,
-        quantity: int,
+        quantity: Decimal,
         price: Decimal,
         fee: Decimal,
         signal_type: str,
@@ -102,7 +104,10 @@ class Portfolio:
                     f"fill {fill_id}: {side} {quantity} would reverse a position of {current} {symbol}"
                 )
             direction = 1 if current > 0 else -1
-            realized = quantity * (price - position.avg_price) * direction
+            # Exact with whole shares; with a fractional quantity rounded to 8 decimals, as the record keeps it.
+            realized = (quantity * (price - position.avg_price) * direction).quantize(
+                AVG_QUANTUM, ROUND_HALF_EVEN
+            )
             position.quantity = current + signed
             position.realized_pnl += realized
             if position.quantity == 0:
@@ -180,7 +185,7 @@ class Portfolio:
             positions.append(
                 {
                     "symbol": symbol,
-                    "quantity": position.quantity,
+                    "quantity": float(position.quantity),
                     "avg_price": float(position.avg_price),
                     "market_price": float(mark),
                     "market_value": float(position.quantity * mark),

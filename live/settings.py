@@ -25,6 +25,7 @@ PROFILE_NAMES: tuple[str, ...] = ("conservative", "balanced", "aggressive")
 ENV_PREFIX = "TRADEOS_"
 MIN_AUDIT_KEY_LENGTH = 32
 _ORIGIN = re.compile(r"https?://[^\s/,]+")
+_EXCHANGE_URL = re.compile(r"(?:https?|wss?)://[^\s/?#]+/?")
 
 # Shared by every group: the same prefix, the same `.env`, and no value echoed in a validation error.
 _FROM_ENVIRONMENT = SettingsConfigDict(
@@ -170,6 +171,98 @@ class FlowSettings(BaseSettings):
     )
 
 
+class AlertSettings(BaseSettings):
+    """What the notifier and the dead-man's switch need (live/alerts/; README, Alerts and the dead-man's switch)."""
+
+    model_config = _FROM_ENVIRONMENT
+
+    # URLs carry tokens and passwords: secret.
+    alert_urls: SecretStr | None = Field(
+        default=None,
+        description="Where alerts go: apprise URLs, comma separated (json://host/path for a webhook, tgram://, "
+        "slack://, mailto://, ...); unset = no notifier.",
+    )
+    alert_kinds: str = Field(
+        default="all",
+        description="The kinds of event alerted on, comma separated, or `all`: fill, rejection, risk_event, "
+        "breaker_trip, halt, resume, flow_failed, flow_late, daily_report.",
+    )
+    alert_coalesce_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="Events of one kind (but halts, resumes, breaker trips and failed flows, sent at once) are "
+        "held this long from the first, then sent as one message.",
+    )
+    alert_retry_seconds: float = Field(
+        default=1.0, gt=0, description="First wait before a refused alert is tried again; doubled each time."
+    )
+    alert_max_attempts: int = Field(
+        default=5, ge=1, description="Attempts on one channel before an alert is dead-lettered."
+    )
+    watchdog_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="The dead-man's switch halts trading when the engine's heartbeat is older than this (seconds).",
+    )
+
+    _empty_urls_are_unset = field_validator("alert_urls", mode="before")(_unset_if_empty)
+
+    @field_validator("alert_kinds")
+    @classmethod
+    def _known_kinds(cls, value: str) -> str:
+        from live.alerts.events import KINDS
+
+        kinds = [kind.strip().lower() for kind in value.split(",") if kind.strip()]
+        if kinds == ["all"]:
+            return "all"
+        unknown = [kind for kind in kinds if kind not in KINDS]
+        if unknown or not kinds:
+            raise ValueError(f"unknown alert kinds {unknown}; valid: all, or some of {', '.join(KINDS)}")
+        return ",".join(kinds)
+
+    @property
+    def urls(self) -> list[str]:
+        """The configured URLs, revealed: for the channels only, never a log."""
+        if self.alert_urls is None:
+            return []
+        return [url.strip() for url in self.alert_urls.get_secret_value().split(",") if url.strip()]
+
+    @property
+    def kinds(self) -> frozenset[str]:
+        from live.alerts.events import KINDS
+
+        return frozenset(KINDS if self.alert_kinds == "all" else self.alert_kinds.split(","))
+
+
+class VenueSettings(BaseSettings):
+    """Which ccxt exchange the `ccxt` feed (and, later, broker) talks to, and where; keys only for private calls."""
+
+    model_config = _FROM_ENVIRONMENT
+
+    exchange: str = Field(
+        default="binance",
+        description="A ccxt exchange id (`tradeos up --feed ccxt --exchange`); checked at start-up.",
+    )
+    exchange_url: str | None = Field(
+        default=None,
+        description="Replaces the scheme and host of every endpoint of the exchange (REST and WebSocket, paths "
+        "kept): a proxy, a self-hosted gateway or a local test venue. Unset: the exchange's own.",
+    )
+    exchange_api_key: SecretStr | None = Field(default=None, description="API key for private calls.")
+    exchange_secret: SecretStr | None = Field(default=None, description="API secret for private calls.")
+
+    _empty_is_unset = field_validator("exchange_url", "exchange_api_key", "exchange_secret", mode="before")(
+        _unset_if_empty
+    )
+
+    @field_validator("exchange_url")
+    @classmethod
+    def _url_is_scheme_and_host(cls, value: str | None) -> str | None:
+        if value is not None and not _EXCHANGE_URL.fullmatch(value.strip()):
+            raise ValueError(f"{value!r} is not a URL like https://host[:port] (http, https, ws or wss)")
+        return None if value is None else value.strip()
+
+
 class _LeavesOnly(PydanticBaseSettingsSource):
     """An environment source of the root that leaves the groups alone: each group reads its own variables, and
     `TRADEOS_ENGINE='{...}'` (what a nested field would otherwise accept as JSON) is not a way in."""
@@ -202,9 +295,18 @@ class Settings(BaseSettings):
     stores: StoreSettings = Field(default_factory=StoreSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     flows: FlowSettings = Field(default_factory=FlowSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    venue: VenueSettings = Field(default_factory=VenueSettings)
 
     GROUPS: ClassVar[Mapping[str, type[BaseSettings]]] = MappingProxyType(
-        {"engine": EngineSettings, "stores": StoreSettings, "api": ApiSettings, "flows": FlowSettings}
+        {
+            "engine": EngineSettings,
+            "stores": StoreSettings,
+            "api": ApiSettings,
+            "flows": FlowSettings,
+            "alerts": AlertSettings,
+            "venue": VenueSettings,
+        }
     )
 
     def __init__(self, **values: Any) -> None:

@@ -64,12 +64,12 @@ def _contract(*examples: dict[str, Any]) -> ConfigDict:
 
 
 class Position(BaseModel):
-    """One open position; `quantity` is signed (negative is short)."""
+    """One open position; `quantity` is signed (negative is short), in the market's units (0.0013 BTC)."""
 
     model_config = _contract(_POSITION_EXAMPLE)
 
     symbol: str
-    quantity: int
+    quantity: float
     avg_price: float
     market_price: float
     market_value: float
@@ -135,7 +135,7 @@ class Trade(BaseModel):
     order_id: str
     symbol: str
     side: Literal["buy", "sell"]
-    quantity: int = Field(gt=0)
+    quantity: float = Field(gt=0, description="In the market's units: whole shares, or 0.0013 BTC.")
     price: float
     fee: float
     timestamp: UtcDatetime
@@ -149,7 +149,7 @@ class Trade(BaseModel):
             order_id=fill.order_id,
             symbol=fill.symbol,
             side=fill.side.value,
-            quantity=fill.quantity,
+            quantity=float(fill.quantity),
             price=float(fill.price),
             fee=float(fill.fee),
             timestamp=fill.timestamp,

@@ -141,3 +141,25 @@ def folder_for_embedded_home() -> Iterator[Path]:
     which takes back the traverse right `tradeos up` gave PostgreSQL's service account (initdb then fails)."""
     with tempfile.TemporaryDirectory(prefix="tradeos-test-home-") as folder:
         yield Path(folder)
+
+
+def recorded_bars(database_url: str) -> Any:
+    """The `bars` table of the system of record as a polars frame like `FakeBinance.minute_bars` (UTC, volume
+    rounded to 8 places), sorted by time and symbol."""
+    import polars as pl
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT timestamp, symbol, open, high, low, close, volume FROM bars ORDER BY timestamp, symbol"
+        ).fetchall()
+    schema = {
+        "timestamp": pl.Datetime("us", "UTC"),
+        "symbol": pl.String,
+        "open": pl.Float64,
+        "high": pl.Float64,
+        "low": pl.Float64,
+        "close": pl.Float64,
+        "volume": pl.Float64,
+    }
+    return pl.DataFrame(rows, schema=schema, orient="row").with_columns(pl.col("volume").round(8))

@@ -24,6 +24,7 @@ from api.flow_runs import FlowRuns, FlowRunsUnavailable
 from api.metrics import SignalsMetrics, get_warehouse
 from api.metrics import signals as signal_metrics
 from api.request_limits import install_request_limits
+from api.runtime import NO_TELEMETRY
 from api.stores import Stores
 from live.domain import iso_utc
 from live.settings import Settings
@@ -195,6 +196,7 @@ def create_app(settings: Settings) -> FastAPI:
             await stores.close()
 
     app = FastAPI(
+        telemetry=NO_TELEMETRY,
         title=DASHBOARD_TITLE,
         redirect_slashes=False,
         docs_url=None,

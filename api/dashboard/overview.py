@@ -57,7 +57,7 @@ class Rejection(_Frozen):
     timestamp: UtcDatetime
     symbol: str
     side: str
-    quantity: int
+    quantity: float
     signal_type: str
     reason: str
 

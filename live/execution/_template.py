@@ -39,5 +39,5 @@ class TemplateBroker:
     def take_fills(self, bar: Bar) -> list[Execution]:
         """Must return the executions of `bar.symbol`'s pending orders known by this bar, in submission order,
         each at most once, and stop listing them as pending. An execution's price is what the venue paid
-        (quantized to 4 decimals), its fee what it charged (to the cent). Never a price later than `bar`."""
+        (on the instrument's price tick), its fee what it charged (to the cent). Never a price later than `bar`."""
         raise NotImplementedError("TemplateBroker is a template: copy it and fill in take_fills()")

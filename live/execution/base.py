@@ -12,8 +12,9 @@ from live.domain import Bar, Order
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Execution:
-    """An order filled on a bar, at `price` (quantized to the price quantum) with `fee` (to the cent). The
-    engine turns it into the book's `Fill` (realized P&L, average cost): the accounting stays the engine's."""
+    """An order filled on a bar, at `price` (on the instrument's tick, live/instruments.py) with `fee` (to the
+    cent). The engine turns it into the book's `Fill` (realized P&L, average cost): the accounting stays the
+    engine's."""
 
     order: Order
     price: Decimal

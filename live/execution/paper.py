@@ -2,22 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import ROUND_HALF_EVEN, Decimal
 
 from live.domain import Bar, Order, Side
 from live.execution.base import Execution
-from live.portfolio import CENT, PRICE_QUANTUM, to_decimal
+from live.instruments import Instrument, default_instrument
+from live.portfolio import CENT, to_decimal
 
 _BPS = Decimal(10_000)
 
 
 class PaperBroker:
     """Holds submitted orders until their symbol's next bar; fills them at its open, crossing half the spread,
-    plus slippage, with a commission on notional. A client order id it has seen before is ignored."""
+    plus slippage, at a price on the instrument's tick, with a commission on notional. A client order id it has
+    seen before is ignored. A symbol without an instrument trades under `default_instrument`'s rules."""
 
-    def __init__(self, *, commission_bps: Decimal, slippage_bps: Decimal) -> None:
+    def __init__(
+        self,
+        *,
+        commission_bps: Decimal,
+        slippage_bps: Decimal,
+        instruments: Mapping[str, Instrument] | None = None,
+    ) -> None:
         self.commission = commission_bps / _BPS
         self.slippage = slippage_bps / _BPS
+        self.instruments: Mapping[str, Instrument] = instruments or {}
         self.pending: dict[str, list[Order]] = {}
         self._seen: set[str] = set()
 
@@ -30,16 +40,18 @@ class PaperBroker:
         return True
 
     def fill_price(self, bar: Bar, side: Side) -> Decimal:
-        """Open, crossing half the spread, moved against us by the slippage."""
+        """Open, crossing half the spread, moved against us by the slippage, on the instrument's tick."""
         half_spread = to_decimal(bar.spread) / 2
         open_ = to_decimal(bar.open)
         if side is Side.BUY:
             price = (open_ + half_spread) * (1 + self.slippage)
         else:
             price = (open_ - half_spread) * (1 - self.slippage)
-        return price.quantize(PRICE_QUANTUM, ROUND_HALF_EVEN)
+        instrument = self.instruments.get(bar.symbol) or default_instrument(bar.symbol)
+        return instrument.price_on_tick(price)
 
-    def fee(self, quantity: int, price: Decimal) -> Decimal:
+    def fee(self, quantity: Decimal, price: Decimal) -> Decimal:
+        """The commission on the fill's notional, to the cent."""
         return (quantity * price * self.commission).quantize(CENT, ROUND_HALF_EVEN)
 
     def take_fills(self, bar: Bar) -> list[Execution]:

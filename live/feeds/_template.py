@@ -1,6 +1,7 @@
 """Template for a new feed: copy this file to live/feeds/<name>.py, fill in the methods, register a factory in
 live/assembly.py `FEEDS` and start it with `tradeos up --feed <name>`. The sim (live/feeds/sim.py) and the replay
-(live/feeds/replay.py) are the worked examples.
+(live/feeds/replay.py) are the worked examples. A feed of a market running now (bars as the market makes them, never
+paced) also implements `live.feeds.base.LiveFeed` (`next_batch(timeout)`, `close()`): live/feeds/ccxt.py.
 """
 
 from __future__ import annotations

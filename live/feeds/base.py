@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Protocol, runtime_checkable
 
 from live.domain import Bar
+from live.instruments import Instrument
 
 
 class FeedError(ValueError):
@@ -28,3 +29,27 @@ class Feed(Protocol):
         ...
 
     def batches(self) -> Iterator[list[Bar]]: ...
+
+
+@runtime_checkable
+class LiveFeed(Feed, Protocol):
+    """A feed of a market running now (live/feeds/ccxt.py): bars come when the market makes them, so the runner
+    does not pace it (`--speed` does not apply), polls it instead of blocking on it (heartbeats and commits go on
+    while a minute forms), measures its silence in wall-clock seconds for the stale-feed breaker, and closes it."""
+
+    def next_batch(self, timeout: float) -> list[Bar] | None:
+        """The next cross-section, or None if none came within `timeout` seconds."""
+        ...
+
+    def close(self) -> None:
+        """Stops the feed and releases its connections."""
+        ...
+
+
+@runtime_checkable
+class VenueFeed(Protocol):
+    """A feed from a venue that states each symbol's market rules (step, tick, minimums: live/instruments.py);
+    the engine sizes and checks its orders by them. Feeds without (the sim, a replay) trade whole units."""
+
+    @property
+    def instruments(self) -> Mapping[str, Instrument] | None: ...

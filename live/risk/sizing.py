@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from live.instruments import ZERO, Instrument
 from live.profiles import Profile
 
 # An opening smaller than this share of a full position (the profile's `max_position_fraction` of equity) is not
@@ -22,15 +23,17 @@ def opening_quantity(
     *,
     price: Decimal,
     equity: Decimal,
-    position_quantity: int,
+    position_quantity: Decimal,
     gross_exposure: Decimal,
     profile: Profile,
-) -> int:
-    """Shares an opening order may have at `price`: a full position, cut to the room left under the position
+    instrument: Instrument,
+) -> Decimal:
+    """The quantity an opening order may have at `price`: a full position, cut to the room left under the position
     limit, the order-notional cap and the gross-exposure cap (`gross_exposure` counts what is held and what is
-    already committed to open). 0 when that room is below `MIN_OPENING_FRACTION` of a full position."""
+    already committed to open), rounded down to the instrument's step. 0 when that room is below
+    `MIN_OPENING_FRACTION` of a full position. The instrument's minimums are the checks' to enforce."""
     if price <= 0 or equity <= 0:
-        return 0
+        return ZERO
     full_position = profile.max_position_fraction * equity
     room = min(
         full_position - abs(position_quantity) * price,
@@ -38,5 +41,5 @@ def opening_quantity(
         profile.max_gross_exposure * equity - gross_exposure,
     )
     if room < full_position * MIN_OPENING_FRACTION:
-        return 0
-    return int(room / price)
+        return ZERO
+    return instrument.quantity_down(room / price)

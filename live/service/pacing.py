@@ -55,11 +55,18 @@ class Pulse:
 
 
 class StaleFeedWatch:
-    """A feed that delivers no bar for five bars' time at `speed` plus the configured grace is stale: said once."""
+    """A feed that delivers no bar for five bars' time at `speed` plus the configured grace is stale: said once.
+    A live feed (`live`) runs on the wall clock whatever `speed` says: stale after `grace_seconds` without a bar."""
 
-    def __init__(self, *, pulse: Pulse, bar_seconds: float, speed: float, grace_seconds: float) -> None:
+    def __init__(
+        self, *, pulse: Pulse, bar_seconds: float, speed: float, grace_seconds: float, live: bool = False
+    ) -> None:
         self._pulse = pulse
-        self.limit_seconds = bar_seconds / speed * 5 + grace_seconds if speed > 0 else None
+        self.limit_seconds: float | None
+        if live:
+            self.limit_seconds = grace_seconds
+        else:
+            self.limit_seconds = bar_seconds / speed * 5 + grace_seconds if speed > 0 else None
         self._reported = False
 
     def newly_stale(self) -> bool:

@@ -40,7 +40,7 @@ class Batch:
 
     outbox: Outbox
     positions: dict[
-        str, tuple[int, Decimal, Decimal]
+        str, tuple[Decimal, Decimal, Decimal]
     ]  # (quantity, avg_price, realized_pnl) of the filled symbols
     high_water_mark: Decimal
     profile: str

@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,9 +21,9 @@ import redis
 
 from live.assembly import build_engine, strategy_from_settings
 from live.control import kill_switch_is_set
-from live.domain import TradingState, iso_utc
+from live.domain import Bar, TradingState, iso_utc
 from live.engine import Engine
-from live.feeds.base import Feed
+from live.feeds.base import Feed, LiveFeed, VenueFeed
 from live.feeds.replay import ReplayFeed
 from live.profiles import get_profile
 from live.regime import RegimeClassifier
@@ -122,6 +122,8 @@ class EngineRunner:
             )
             _Service(runner=self, pg=pg, store=store, lease=lease, recovered=recovered).run()
         finally:
+            if isinstance(self.feed, LiveFeed):
+                self.feed.close()
             store.close()
             pg.close()
 
@@ -152,6 +154,7 @@ def recover(
         initial_cash=record.initial_cash,
         classifier=classifier,
         strategy=strategy,
+        instruments=feed.instruments if isinstance(feed, VenueFeed) else None,
     )
     if engine.strategy_choice is not None:
         pg.record_strategy_run(engine.strategy_choice, holder=holder)
@@ -206,7 +209,9 @@ class _Service:
         self.last_commit = 0.0
         self.book = Book(engine)
         self.pulse = Pulse()
-        self.pacer = Pacer(speed=runner.options.speed, pulse=self.pulse)
+        live = isinstance(self.feed, LiveFeed)
+        # A live market is never held back: its bars are due when they come.
+        self.pacer = Pacer(speed=0.0 if live else runner.options.speed, pulse=self.pulse)
         self.outages = Outages(clock=lambda: engine.last_timestamp)
         self.publisher = Publisher(store=store, book=self.book, outages=self.outages)
         self.recorder = Recorder(
@@ -244,6 +249,7 @@ class _Service:
                 bar_seconds=self.feed.bar_seconds,
                 speed=runner.options.speed,
                 grace_seconds=settings.stale_feed_seconds,
+                live=live,
             ),
             models=runner.models,
             ledger=LedgerWatch(key=runner.audit_key, book=self.book),
@@ -298,7 +304,9 @@ class _Service:
         pulse = self.pulse
         self.last_commit = time.monotonic()
         pending_bars = 0
-        batches = iter(self.feed.batches())
+        batches = (
+            self._live_batches(self.feed) if isinstance(self.feed, LiveFeed) else iter(self.feed.batches())
+        )
         while not self.stop.is_set():
             pulse.waiting_for_feed_since = time.monotonic()
             batch = next(batches, None)
@@ -331,6 +339,18 @@ class _Service:
             self._commit_if_pending()
             self.publisher.publish_snapshot_if_behind()
             self.stop.wait(_IDLE_SECONDS)
+
+    def _live_batches(self, feed: LiveFeed) -> Iterator[list[Bar]]:
+        """A live feed's bars; while a minute forms the engine thread keeps beating and commits what is pending
+        (the stale-feed watch sees it waiting for the feed all along). Ends when stopped."""
+        while not self.stop.is_set():
+            batch = feed.next_batch(_IDLE_SECONDS)
+            if batch:
+                yield batch
+                continue
+            self.pulse.beat()
+            self._commit_if_pending()
+            self.publisher.publish_snapshot_if_behind()
 
     def _commit_if_pending(self) -> None:
         if not self.book.engine.outbox.is_empty() or self.publisher.has_pending():

@@ -182,7 +182,7 @@ class PostgresStore:
         high_water_mark: Decimal,
         profile: str,
         trading_state: str,
-        positions: dict[str, tuple[int, Decimal, Decimal]],
+        positions: dict[str, tuple[Decimal, Decimal, Decimal]],
     ) -> None:
         """Writes one batch of engine events atomically, after checking the fencing token, with the audit ledger's
         entries for its orders, fills, risk events and control actions; returns once it is durable.
@@ -210,7 +210,7 @@ class PostgresStore:
         high_water_mark: Decimal,
         profile: str,
         trading_state: str,
-        positions: dict[str, tuple[int, Decimal, Decimal]],
+        positions: dict[str, tuple[Decimal, Decimal, Decimal]],
     ) -> bool:
         """`write_outbox`'s transaction; True when its commit may not be flushed yet."""
         conn = self.conn

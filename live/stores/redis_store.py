@@ -16,9 +16,11 @@ from live.control import (
     KILL_SWITCH_ON,
     CommandAck,
     ControlMessageError,
+    Halt,
     TradingStateRecord,
     decode_trading_state,
     encode_ack,
+    encode_command,
     encode_trading_state,
 )
 from live.domain import TradingState
@@ -66,6 +68,27 @@ class RedisStore:
             pipe.set(keys.KILL_SWITCH, KILL_SWITCH_ON)
         pipe.set(keys.TRADING_STATE, encode_trading_state(record))
         pipe.execute()
+
+    def post_halt(self, halted: TradingStateRecord, command: Halt) -> None:
+        """A halt from outside the engine (the watchdog), in the API's order and in one transaction: the kill switch
+        (in force for the engine's next order), the state, then the command to an engine that may still listen."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(keys.KILL_SWITCH, KILL_SWITCH_ON)
+        pipe.set(keys.TRADING_STATE, encode_trading_state(halted))
+        pipe.publish(self.control_channel, encode_command(command))
+        pipe.execute()
+
+    def heartbeat_ages(self, services: Iterable[str], *, now: float) -> dict[str, float | None]:
+        """Seconds since each service's last heartbeat at wall-clock `now` (None: no heartbeat in Redis)."""
+        names = list(services)
+        values = self.client.mget([keys.heartbeat_key(service) for service in names])
+        ages: dict[str, float | None] = {}
+        for service, raw in zip(names, values, strict=True):
+            try:
+                ages[service] = None if raw is None else max(0.0, now - float(raw))
+            except ValueError:
+                ages[service] = None
+        return ages
 
     def write_profile(self, name: str) -> None:
         self.client.set(keys.PROFILE, name)

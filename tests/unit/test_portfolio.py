@@ -88,3 +88,86 @@ def test_rebuilding_from_fills_gives_the_same_book():
         s: (p.quantity, p.avg_price) for s, p in book.positions.items()
     }
     assert rebuilt.realized_pnl == book.realized_pnl
+
+
+# -- fractional quantities, as a crypto venue trades them ----------------------------------------------------
+
+
+def _btc(book: Portfolio, n: int, side: Side, qty: str, price: str, fee: str):
+    return book.apply_fill(
+        fill_id=f"f{n}",
+        order_id=f"o{n}",
+        timestamp=T0,
+        symbol="BTC/USDT",
+        side=side,
+        quantity=D(qty),
+        price=D(price),
+        fee=D(fee),
+        signal_type="momentum",
+    )
+
+
+def test_fractional_fills_book_cash_average_cost_and_realized_pnl_exactly():
+    # 0.0013 BTC bought in two fills, closed in two partial sells; fees (10 bps) to the cent.
+    book = Portfolio(initial_cash=D("10000"))
+    _btc(book, 1, Side.BUY, "0.0008", "50000.12", "0.04")  # 40.000096
+    _btc(book, 2, Side.BUY, "0.0005", "50321.55", "0.03")  # 25.160775
+    assert book.quantity("BTC/USDT") == D("0.0013")
+    # (0.0008 x 50000.12 + 0.0005 x 50321.55) / 0.0013 = 65.160871 / 0.0013 = 50123.746923076..., kept to 8 places
+    assert book.positions["BTC/USDT"].avg_price == D("50123.74692308")
+    assert book.cash == D("10000") - D("40.000096") - D("25.160775") - D("0.07")
+
+    first = _btc(book, 3, Side.SELL, "0.0004", "50500.01", "0.02")
+    # 0.0004 x (50500.01 - 50123.74692308) = 0.150505230768, kept to 8 places
+    assert first.realized_pnl == D("0.15050523")
+    assert book.quantity("BTC/USDT") == D("0.0009")
+    assert book.positions["BTC/USDT"].avg_price == D("50123.74692308")  # a partial close leaves the average
+    book.mark("BTC/USDT", D("49000.00"))
+    # 0.0009 x (49000.00 - 50123.74692308), exact: unrealized P&L is not rounded
+    assert book.unrealized_pnl() == D("-1.011372230772")
+    assert book.total_value() == book.cash + D("0.0009") * D("49000.00")
+
+    last = _btc(book, 4, Side.SELL, "0.0009", "49000.03", "0.04")
+    assert last.realized_pnl == D("-1.01134523")  # 0.0009 x (49000.03 - 50123.74692308) = -1.011345230772
+    assert book.quantity("BTC/USDT") == 0
+    assert book.positions["BTC/USDT"].avg_price == 0
+    assert book.fees == D("0.13")
+    # Cash is exact: every notional and fee, to the last satoshi-dollar; the realized P&L (kept to 8 places)
+    # matches it to far better than a cent.
+    paid = D("40.000096") + D("25.160775")
+    received = D("0.0004") * D("50500.01") + D("0.0009") * D("49000.03")
+    assert book.cash == D("10000") - paid + received - D("0.13")
+    assert abs((book.cash - D("10000")) - (book.realized_pnl - book.fees)) < D("0.00000001")
+    assert book.realized_pnl_today == book.realized_pnl - book.fees
+
+
+def test_a_fractional_book_rebuilt_from_its_fills_is_the_same_book():
+    book = Portfolio(initial_cash=D("10000"))
+    fills = [
+        _btc(book, 1, Side.BUY, "0.0013", "50000.12", "0.07"),
+        _btc(book, 2, Side.SELL, "0.00047", "50210.99", "0.02"),
+        _btc(book, 3, Side.BUY, "0.00001", "50190.01", "0.00"),
+        _btc(book, 4, Side.SELL, "0.00084", "49999.99", "0.04"),
+    ]
+
+    rebuilt = Portfolio.from_fills(initial_cash=D("10000"), fills=fills)
+
+    assert book.quantity("BTC/USDT") == 0
+    assert (rebuilt.cash, rebuilt.realized_pnl, rebuilt.fees) == (book.cash, book.realized_pnl, book.fees)
+    assert rebuilt.positions == book.positions
+
+
+def test_a_fractional_short_is_covered_exactly():
+    book = Portfolio(initial_cash=D("1000"))
+    _btc(book, 1, Side.SELL, "0.0013", "50000.00", "0.07")
+    assert book.quantity("BTC/USDT") == D("-0.0013")
+    cover = _btc(book, 2, Side.BUY, "0.0013", "49000.00", "0.06")
+    assert cover.realized_pnl == D("1.30000000")  # 0.0013 x 1000.00
+    assert book.cash == D("1000") + D("1.30") - D("0.13")
+
+
+def test_a_fractional_sell_larger_than_the_position_is_refused():
+    book = Portfolio(initial_cash=D("1000"))
+    _btc(book, 1, Side.BUY, "0.0013", "50000.00", "0.07")
+    with pytest.raises(AccountingError, match="reverse"):
+        _btc(book, 2, Side.SELL, "0.00131", "50000.00", "0.07")

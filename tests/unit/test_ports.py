@@ -16,6 +16,8 @@ from live.execution import Broker, PaperBroker
 from live.execution._template import TemplateBroker
 from live.feeds import Feed, FeedError, ReplayFeed, SimFeed
 from live.feeds._template import TemplateFeed
+from live.feeds.base import LiveFeed
+from live.feeds.ccxt import CcxtFeed
 from live.profiles import Profile, get_profile
 from live.settings import EngineSettings, Settings, SettingsError
 from live.strategy import BuiltinStrategy, PortfolioView, SignalRecorder, Strategy, TargetPosition
@@ -38,6 +40,8 @@ def _settings(**changes: object) -> EngineSettings:
 def test_every_template_and_first_adapter_satisfies_its_port() -> None:
     assert isinstance(TemplateFeed(symbols=SYMBOLS), Feed)
     assert isinstance(SimFeed(symbols=SYMBOLS), Feed)
+    assert isinstance(CcxtFeed(exchange_id="binance", symbols=SYMBOLS), LiveFeed)
+    assert not isinstance(SimFeed(symbols=SYMBOLS), LiveFeed)  # paced by the runner
     assert isinstance(TemplateBroker(commission_bps=Decimal(1)), Broker)
     assert isinstance(PaperBroker(commission_bps=Decimal(1), slippage_bps=Decimal(2)), Broker)
     assert isinstance(TemplateStrategy(symbols=SYMBOLS), Strategy)
@@ -61,7 +65,7 @@ def test_an_unknown_adapter_name_is_refused_naming_its_variable(field: str, vari
 
 
 def test_a_feed_is_chosen_by_name(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    assert set(FEEDS) == {"sim", "replay"}
+    assert set(FEEDS) == {"sim", "replay", "ccxt"}
     sim = build_feed("sim", FeedOptions(symbols=SYMBOLS, seed=3, sim_days=0.01))
     assert isinstance(sim, SimFeed)
     assert sim.symbols == SYMBOLS

@@ -6,11 +6,13 @@ from decimal import Decimal
 import pytest
 
 from live.domain import TradingState
+from live.instruments import default_instrument
 from live.profiles import get_profile
 from live.risk import checks, sizing
 from live.risk.checks import OrderCheck, pre_trade_check
 
 BALANCED = get_profile("balanced")  # 10% position, 100% gross, 12% order notional, 10% drawdown
+SHARES = default_instrument("AAPL")  # whole shares, as the sim and replay trade
 
 
 def _check(**changes) -> OrderCheck:
@@ -90,6 +92,7 @@ def test_an_entry_is_sized_to_the_room_left_and_one_share_more_is_refused_by_the
     profile, held, gross, expected, reason
 ):
     size = sizing.opening_quantity(
+        instrument=SHARES,
         price=Decimal("100"),
         equity=Decimal("100000"),
         position_quantity=held,
@@ -108,6 +111,7 @@ def test_an_entry_too_small_to_be_worth_it_is_not_made():
     # 149% held under the 150% cap leaves 1% of equity: a twentieth of a 20% position, below the quarter that is
     # worth its spread and commission.
     below = sizing.opening_quantity(
+        instrument=SHARES,
         price=Decimal("100"),
         equity=Decimal("100000"),
         position_quantity=0,
@@ -115,6 +119,7 @@ def test_an_entry_too_small_to_be_worth_it_is_not_made():
         profile=AGGRESSIVE,
     )
     at_the_floor = sizing.opening_quantity(
+        instrument=SHARES,
         price=Decimal("100"),
         equity=Decimal("100000"),
         position_quantity=0,
@@ -122,6 +127,7 @@ def test_an_entry_too_small_to_be_worth_it_is_not_made():
         profile=AGGRESSIVE,
     )
     a_share_worth_more_than_the_room = sizing.opening_quantity(
+        instrument=SHARES,
         price=Decimal("30000"),
         equity=Decimal("100000"),
         position_quantity=0,
@@ -136,6 +142,7 @@ def test_an_entry_too_small_to_be_worth_it_is_not_made():
 
 def test_a_full_position_is_sized_as_before_when_the_limits_leave_room():
     size = sizing.opening_quantity(
+        instrument=SHARES,
         price=Decimal("97.31"),
         equity=Decimal("100523.17"),
         position_quantity=0,

@@ -145,3 +145,31 @@ def test_a_child_process_environment_loads_the_very_same_settings(monkeypatch: p
         monkeypatch.setenv(name, value)
 
     assert load_settings() == settings.updated(home=settings.home_dir)
+
+
+def test_the_venue_group_reads_the_exchange_its_url_and_its_keys_as_secrets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TRADEOS_EXCHANGE", "kraken")
+    monkeypatch.setenv("TRADEOS_EXCHANGE_URL", "http://127.0.0.1:9000")
+    monkeypatch.setenv("TRADEOS_EXCHANGE_API_KEY", "key-5ecret")
+    Path(".env").write_text("TRADEOS_EXCHANGE_SECRET=hmac-5ecret\n", encoding="utf-8")
+
+    settings = load_settings(exchange="binance")
+
+    assert (settings.venue.exchange, settings.venue.exchange_url) == ("binance", "http://127.0.0.1:9000")
+    assert settings.venue.exchange_api_key is not None
+    assert settings.venue.exchange_api_key.get_secret_value() == "key-5ecret"
+    assert settings.venue.exchange_secret is not None
+    assert settings.venue.exchange_secret.get_secret_value() == "hmac-5ecret"
+    assert "5ecret" not in repr(settings)
+
+
+@pytest.mark.parametrize("url", ["ftp://host", "http://host/api/v3", "not a url"])
+def test_an_exchange_url_that_is_not_a_scheme_and_host_is_refused_naming_its_variable(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("TRADEOS_EXCHANGE_URL", url)
+
+    with pytest.raises(SettingsError, match="^TRADEOS_EXCHANGE_URL: .*not a URL like https://host"):
+        load_settings()

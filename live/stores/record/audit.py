@@ -217,6 +217,14 @@ async def append_async(
     return entries
 
 
+def record_control_action(on: psycopg.Connection[Any], action: ControlAction, *, key: bytes) -> int:
+    """`record_control_action_async` for a process with a plain connection (the watchdog's halt)."""
+    with on.transaction():
+        row_id = fetch(on, decisions.insert_control_action(action))
+        append(on, [control_action_entry(row_id, action)], key=key)
+    return row_id
+
+
 async def record_control_action_async(
     on: psycopg.AsyncConnection[Any], action: ControlAction, *, key: bytes, wait_for_flush: bool = True
 ) -> int:

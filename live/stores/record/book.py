@@ -48,7 +48,7 @@ class FillRow(NamedTuple):
     timestamp: datetime
     symbol: str
     side: str
-    quantity: int
+    quantity: Decimal
     price: Decimal
     fee: Decimal
     signal_type: str
@@ -100,7 +100,7 @@ def fill_from_row(row: Row) -> Fill:
         timestamp=timestamp,
         symbol=symbol,
         side=Side(side),
-        quantity=quantity,
+        quantity=Decimal(quantity),
         price=Decimal(price),
         fee=Decimal(fee),
         signal_type=signal_type,
@@ -176,7 +176,7 @@ def pending_order_from_row(row: Row) -> Order:
         timestamp=timestamp,
         symbol=symbol,
         side=Side(side),
-        quantity=quantity,
+        quantity=Decimal(quantity),
         signal_type=signal_type,
         reduces_position=reduces_position,
         reason=reason,
@@ -214,7 +214,7 @@ def update_order_statuses(updates: Iterable[tuple[str, OrderStatus]]) -> Batch:
 
 
 def upsert_positions(
-    positions: Mapping[str, tuple[int, Decimal, Decimal]], *, updated_at: datetime | None
+    positions: Mapping[str, tuple[Decimal, Decimal, Decimal]], *, updated_at: datetime | None
 ) -> Batch:
     """`positions`: (quantity, avg_price, realized_pnl) by symbol."""
     return Batch(
@@ -307,7 +307,7 @@ class RejectedOrder(NamedTuple):
     timestamp: datetime
     symbol: str
     side: str
-    quantity: int
+    quantity: Decimal
     signal_type: str
     reason: str
 
@@ -358,14 +358,16 @@ class HeldPosition:
     """A row of `positions` with a non-zero quantity: signed quantity at average cost, gross realized P&L."""
 
     symbol: str
-    quantity: int
+    quantity: Decimal
     avg_price: Decimal
     realized_pnl: Decimal
 
 
 def _held_positions(rows: list[Row]) -> list[HeldPosition]:
     return [
-        HeldPosition(symbol=symbol, quantity=quantity, avg_price=Decimal(avg), realized_pnl=Decimal(realized))
+        HeldPosition(
+            symbol=symbol, quantity=Decimal(quantity), avg_price=Decimal(avg), realized_pnl=Decimal(realized)
+        )
         for symbol, quantity, avg, realized in rows
     ]
 
