@@ -3,7 +3,8 @@
 The command thread only reads the control channel, applies each command under the engine lock between two steps
 and acknowledges it: it touches no PostgreSQL and nothing slow, so a halt is in force as soon as the thread gets
 the message. The housekeeping thread polls the kill switch, writes the heartbeats, hot-loads a promoted regime
-model, trips the stale-feed breaker and reconciles the state when Redis comes back (a PostgreSQL read).
+model, trips the stale-feed breaker, holds the custom profile traded to its stored hash (profile_watch.py) and
+reconciles the state when Redis comes back (PostgreSQL reads).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from live.risk.kill_switch import POLL_SECONDS, kill_switch_halt
 from live.service.book import Book
 from live.service.outages import Outages
 from live.service.pacing import Pulse, StaleFeedWatch
+from live.service.profile_watch import CHECK_SECONDS as PROFILE_CHECK_SECONDS
+from live.service.profile_watch import ProfileWatch
 from live.service.publisher import Publisher
 from live.stores.postgres import PostgresStore
 from live.stores.redis_store import RedisStore
@@ -157,10 +160,12 @@ class Housekeeping:
         pulse: Pulse,
         stale_feed: StaleFeedWatch,
         models: ModelWatch,
+        profiles: ProfileWatch,
         stop: threading.Event,
     ) -> None:
         self._redis_url = redis_url
         self._database_url = database_url
+        self._profiles = profiles
         self._book = book
         self._publisher = publisher
         self._outages = outages
@@ -173,7 +178,7 @@ class Housekeeping:
         """The thread: outlives any error."""
         store = RedisStore(self._redis_url)
         pg = PostgresStore(self._database_url)
-        next_poll = next_beat = next_model = 0.0
+        next_poll = next_beat = next_model = next_profile_check = 0.0
         next_redis_retry: float | None = None  # while Redis is down: when to try it again
         try:
             while not self._stop.is_set():
@@ -208,6 +213,16 @@ class Housekeeping:
                         self._models.maybe_load(self._book)
                     if self._stale_feed.newly_stale():
                         self._trip_stale_feed()
+                except Exception:
+                    log.exception("housekeeping: unexpected error; going on")
+                    self._stop.wait(0.2)
+                try:
+                    if now >= next_profile_check:
+                        next_profile_check = now + PROFILE_CHECK_SECONDS
+                        self._profiles.check(pg)
+                except psycopg.Error:
+                    with contextlib.suppress(psycopg.Error):
+                        pg.reconnect()  # PostgreSQL is away: the recorder's outage handling halts orders
                 except Exception:
                     log.exception("housekeeping: unexpected error; going on")
                     self._stop.wait(0.2)

@@ -395,8 +395,24 @@
   }
 
   // ---- reads
+  // The profile switch offers every profile the overview knows: the built-ins and the stored custom ones.
+  function listProfiles(names) {
+    const select = $("profile-select");
+    const shown = Array.from(select.options, (option) => option.value);
+    if (shown.join("\n") === names.join("\n")) return;
+    const chosen = select.value;
+    select.replaceChildren(...names.map((name) => {
+      const option = document.createElement("option");
+      option.value = name;
+      option.textContent = name;
+      return option;
+    }));
+    if (names.includes(chosen)) select.value = chosen;
+  }
+
   function applyOverview(o) {
     state.overview = o;
+    listProfiles(Object.keys(o.profiles));
     state.riskEvents = o.risk_events;
     state.regimeChanges = o.regime_changes;
     markDirty("record", "positions", "limits", "services", "equity");

@@ -3,7 +3,7 @@
 One module per group of tables (`lease`: engine_lease and engine_state; `decisions`: control_actions; `book`:
 orders, fills, positions, equity; `market`: bars, signals; `events`: risk_events, regime_changes, api_requests;
 `strategies`: strategy_runs; `alerts`: the notifier's reads and its alert_deliveries, alert_dead_letters and
-alert_cursors).
+alert_cursors; `profiles`: profile_versions).
 Each statement is a value built by a function with keyword-only arguments; the engine runs it on its psycopg
 connection (`fetch`, `execute`, `execute_many`, `copy`) and the API awaits the very same value on a pooled
 `AsyncConnection` (`fetch_async`, ...), so both run the same SQL text with the same row mapping:
@@ -15,7 +15,7 @@ The API writes no SQL of its own on these tables (tests/unit/test_record_ownersh
 analysts' DuckDB copy in analytics/warehouse.py names the same columns).
 """
 
-from live.stores.record import alerts, book, decisions, events, lease, market, strategies
+from live.stores.record import alerts, book, decisions, events, lease, market, profiles, strategies
 from live.stores.record.statements import (
     Batch,
     Copy,
@@ -49,6 +49,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "alert_deliveries": alerts.DELIVERY_COLUMNS,
     "alert_dead_letters": alerts.DEAD_LETTER_COLUMNS,
     "alert_cursors": alerts.CURSOR_COLUMNS,
+    "profile_versions": profiles.PROFILE_VERSION_COLUMNS,
 }
 
 __all__ = [
@@ -72,5 +73,6 @@ __all__ = [
     "fetch_async",
     "lease",
     "market",
+    "profiles",
     "strategies",
 ]
