@@ -49,7 +49,7 @@ from live.control import (
     kill_switch_is_set,
 )
 from live.domain import ControlAction, TradingState
-from live.profiles import PROFILES, Profile, canonical_json, stored_profile, tampering
+from live.profiles import PROFILES, Profile, canonical_json, content_hash, stored_profile
 from live.stores import record, redis_keys
 from live.stores.record.decisions import RecordedProfile, profile_value
 from live.stores.record.profiles import StoredProfile
@@ -473,9 +473,12 @@ class TradingControl:
                 f"stored profile {name!r} version {row.version} no longer validates; save a new version "
                 f"({str(exc).splitlines()[0]})"
             ) from None
-        problem = tampering(profile, stored_body=row.body, stored_hash=row.content_hash)
-        if problem is not None:
-            raise ProfileUntrusted(f"{problem}; save a new version (PUT /profiles/{name}) to trade it again")
+        if profile.content_hash != row.content_hash or content_hash(row.body) != row.content_hash:
+            raise ProfileUntrusted(
+                f"stored profile {name!r} version {row.version} no longer matches its content hash "
+                f"{row.content_hash}: it was changed after it was saved; save a new version "
+                f"(PUT /profiles/{name}) to trade it again"
+            )
         return profile, row
 
     async def _record_switch(
