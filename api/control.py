@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -55,6 +56,7 @@ from live.stores.record.decisions import RecordedProfile, profile_value
 from live.stores.record.profiles import StoredProfile
 
 ACK_TIMEOUT_SECONDS = 2.0
+log = logging.getLogger("tradeos.api")
 
 
 class ControlError(Exception):
@@ -386,7 +388,15 @@ class TradingControl:
             )
             for name, p in PROFILES.items()
         ]
-        return builtins + [_version_of(row, active=row.name == active) for row in stored]
+        custom = []
+        for row in stored:
+            try:
+                custom.append(_version_of(row, active=row.name == active))
+            except ValueError:
+                log.warning(
+                    "stored profile %r version %d no longer validates; not listed", row.name, row.version
+                )
+        return builtins + custom
 
     async def save_profile(
         self, *, actor: str, name: str, body: ProfileBody, reason: str = ""

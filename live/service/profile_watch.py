@@ -26,8 +26,8 @@ def load_profile(
     pg: PostgresStore, *, name: str, version: int | None, recorded_hash: str | None
 ) -> tuple[Profile, str | None]:
     """The profile on record (a built-in, or the recorded version of a custom one, else its newest), and why it
-    cannot be trusted (None when it can). An untrusted one is replaced by the conservative built-in; the caller
-    halts."""
+    cannot be trusted (None when it can). An untrusted one (row gone, no longer valid, its body or hash not what
+    was stored or recorded) is never traded: the conservative built-in stands in, and the caller halts."""
     builtin = PROFILES.get(name)
     if builtin is not None:
         return builtin, None
@@ -48,7 +48,9 @@ def load_profile(
             f"profile {name!r} version {row.version} hashes to {profile.content_hash}, not the {recorded_hash} "
             "recorded when it was switched to"
         )
-    return profile, problem
+    if problem is not None:
+        return PROFILES[FALLBACK_PROFILE], problem
+    return profile, None
 
 
 def halt_for_mismatch(engine: Engine, detail: str, *, at: datetime | None = None) -> None:

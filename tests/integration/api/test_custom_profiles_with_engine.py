@@ -170,3 +170,37 @@ async def test_tradeos_profile_may_name_a_stored_custom_profile_and_an_unknown_o
         await eventually(lambda: rds.get(redis_keys.PROFILE_HASH) == _sha256(body).encode(), within=30)
         status = (await client.get("/trading/status")).json()
         assert (status["profile"], status["profile_hash"]) == ("cautious", _sha256(body))
+
+
+async def test_an_engine_started_on_an_edited_profile_row_trades_nothing_under_it_and_starts_halted(
+    tmp_path: Path,
+    client: httpx.AsyncClient,
+    pg: psycopg.Connection,
+    rds: redis.Redis,
+    pg_url: str,
+    redis_url: str,
+) -> None:
+    body = _body(max_orders_per_minute=1)
+    assert (await client.put("/profiles/cautious", json=body)).status_code == 201
+    switched = await client.post(
+        "/profile", json={"profile": "cautious"}
+    )  # no engine yet: applied at its start
+    assert switched.json() == {"profile": "cautious", "engine_acknowledged": False}
+    pg.execute("ALTER TABLE profile_versions DISABLE TRIGGER profile_versions_append_only")
+    # Body and hash rewritten together: the row is consistent, but not what the switch recorded.
+    edited = _body(max_orders_per_minute=80)
+    pg.execute(
+        "UPDATE profile_versions SET body = %s, content_hash = %s WHERE name = 'cautious'",
+        (json.dumps(edited, sort_keys=True, separators=(",", ":")), _sha256(edited)),
+    )
+
+    with Service(tmp_path / "home", ENGINE, _env(pg_url, redis_url)):
+        (detail, halts), *_ = await eventually(lambda: _mismatches(pg), within=60)
+        await eventually(lambda: rds.get(redis_keys.PROFILE) == b"conservative", within=30)
+        status = (await client.get("/trading/status")).json()
+
+    assert halts is True
+    assert f"not the {_sha256(body)} recorded" in detail
+    assert (status["status"], status["actor"]) == ("halted", f"circuit_breaker:{MISMATCH}")
+    assert status["profile_hash"] == PROFILES["conservative"].content_hash
+    assert pg.execute("SELECT count(*) FROM orders").fetchone() == (0,)
