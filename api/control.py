@@ -128,8 +128,8 @@ class _HaltInForce:
     sent: _SentCommand
 
 
-# KEYS: kill switch, trading state, profile, profile hash, strategy, the heartbeats. ARGV: the kill switch's value, the halted
-# state record, the halted state's name, the control channel, the command. Returns the kill switch, whether a halt
+# KEYS: kill switch, trading state, profile, profile hash, strategy, the heartbeats. ARGV: the kill switch's
+# value, the halted state record, the halted state's name, the control channel, the command. Returns the kill switch, whether a halt
 # was posted already, the command's listeners, then the values of KEYS[2..] as they were.
 _HALT_SCRIPT = """
 local kill = redis.call('GET', KEYS[1])
@@ -401,9 +401,10 @@ class TradingControl:
     async def save_profile(
         self, *, actor: str, name: str, body: ProfileBody, reason: str = ""
     ) -> ProfileSaved:
-        """Stores `body` as the next version of custom profile `name` (nothing new if it equals the newest), recorded
-        as a `profile_update` control action with the actor. If `name` is the profile in force, the engine is
-        switched to the new version (recorded as a `profile` switch with its hash), in the same turn as switches."""
+        """Stores `body` as the next version of custom profile `name` (nothing new if it equals the newest),
+        recorded as a `profile_update` control action with the actor. If `name` is the profile in force, the
+        engine is switched to the new version (recorded as a `profile` switch with its hash), in the same turn
+        as switches."""
         if name in PROFILES:
             raise ProfileReadOnly(
                 f"{name!r} is a built-in profile and read-only; save your changes under another name "

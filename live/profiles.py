@@ -107,7 +107,8 @@ Weight = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 
 class ProfileBody(BaseModel):
     """A profile's content as validated data (the body of `PUT /profiles/{name}`): bounds that refuse unsafe
-    values, and weights for every regime and every signal type. Fractions are of equity; numbers are JSON numbers."""
+    values, and weights for every regime and every signal type. Fractions are of equity; numbers are JSON
+    numbers."""
 
     model_config = ConfigDict(
         extra="forbid",

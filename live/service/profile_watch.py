@@ -1,5 +1,5 @@
-"""The custom profile the engine trades under, held to its stored row: loaded at start-up, checked every few seconds
-by the housekeeping thread. A row changed or removed behind the engine's back (its body or hash no longer the
+"""The custom profile the engine trades under, held to its stored row: loaded at start-up, checked every few
+seconds by the housekeeping thread. A row changed or removed behind the engine's back (its body or hash no longer the
 content hash the engine trades under) is a `PROFILE_HASH_MISMATCH` risk event, and trading halts."""
 
 from __future__ import annotations
