@@ -462,9 +462,9 @@
       ];
     });
     const notes = [];
-    if (rolling?.first) notes.push(`rolling: the last ${rolling.window_bars} bar times (${time(rolling.first)} to ${time(rolling.last)})`);
+    if (rolling?.first) notes.push(`IC, IR, n: rolling over the last ${rolling.window_bars} bar times (${time(rolling.first)} to ${time(rolling.last)})`);
     else if (rolling) notes.push("rolling: no bars recorded yet");
-    notes.push(flow ? `flow: signal-ic as of ${time(flow.as_of)}` : "flow: after the first signal-ic run");
+    notes.push(flow ? `flow IC, win: the signal-ic flow as of ${time(flow.as_of)}` : "flow IC, win: after the first signal-ic run");
     $("signal-ic-note").textContent = notes.join("; ");
   }
 
