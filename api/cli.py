@@ -73,7 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--metrics-port", type=int, default=None)
     up.add_argument("--dashboard-port", type=int, default=None, help="the operator dashboard's port (18002)")
     up.add_argument("--host", type=str, default=None)
-    up.add_argument("--profile", type=str, default=None, choices=PROFILE_NAMES)
+    up.add_argument(
+        "--profile",
+        type=str,
+        default=None,
+        help=f"profile at first start: {', '.join(PROFILE_NAMES)} or a stored custom profile",
+    )
     add_strategy_arguments(up)
     up.add_argument("--no-flows", action="store_true", help="do not serve the Prefect flows")
     up.add_argument("--no-api", action="store_true", help="engine only (no HTTP servers)")
@@ -314,6 +319,25 @@ def _check_redis(url: str) -> None:
         raise StartupError(f"TRADEOS_REDIS_URL: cannot connect to Redis ({exc})") from None
 
 
+def _check_profile(settings: Settings, database_url: str) -> None:
+    """TRADEOS_PROFILE (or --profile) names a built-in or a custom profile stored in this database."""
+    from live.profiles import PROFILES
+    from live.stores.postgres import PostgresStore, apply_migrations
+
+    name = settings.engine.profile
+    if name in PROFILES:
+        return
+    pg = PostgresStore(database_url)
+    try:
+        apply_migrations(pg.conn)
+        if pg.stored_profile(name=name) is not None:
+            return
+        valid = [*PROFILES, *pg.custom_profile_names()]
+    finally:
+        pg.close()
+    raise StartupError(f"TRADEOS_PROFILE/--profile: unknown profile {name!r}; valid: {', '.join(valid)}")
+
+
 def make_feed(args: argparse.Namespace, settings: Settings) -> Any:
     """The feed the flags ask for; a bad replay file stops start-up with its line and reason, an unknown exchange
     or symbol with its name."""
@@ -413,6 +437,7 @@ def up(args: argparse.Namespace, settings: Settings) -> int:
     from live.service import EngineRunner, RunnerOptions
 
     with _stores(settings) as (database_url, redis_url):
+        _check_profile(settings, database_url)
         resolved = settings.updated(database_url=database_url, redis_url=redis_url)
         runner = EngineRunner(
             settings=resolved.engine,

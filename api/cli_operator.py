@@ -41,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     flatten.add_argument("--yes", action="store_true", required=True, help="confirm: this trades")
     flatten.add_argument("--reason", default="")
     profile = subparsers.add_parser("profile", parents=[where], help="switch the risk profile")
-    profile.add_argument("name", choices=PROFILE_NAMES)
+    profile.add_argument(
+        "name", help=f"{', '.join(PROFILE_NAMES)} or a custom profile's name (GET /profiles lists them)"
+    )
     profile.add_argument("--reason", default="")
 
 

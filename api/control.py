@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +20,15 @@ from datetime import UTC, datetime
 import psycopg
 
 from api.reads import HEARTBEAT_KEYS, heartbeat_ages, heartbeat_ages_of, is_fresh
-from api.schemas import ProfileResponse, StrategyResponse, StrategyStatus, TradingStatus
+from api.schemas import (
+    ProfileBody,
+    ProfileResponse,
+    ProfileSaved,
+    ProfileVersion,
+    StrategyResponse,
+    StrategyStatus,
+    TradingStatus,
+)
 from api.stores import EarlyConnection, Stores, StoreUnavailable, redis_errors
 from live.control import (
     KILL_SWITCH_ON,
@@ -41,11 +50,15 @@ from live.control import (
     kill_switch_is_set,
 )
 from live.domain import ControlAction, TradingState
+from live.profiles import PROFILES, Profile, canonical_json, content_hash, stored_profile
 from live.settings import Settings
 from live.stores import record, redis_keys
 from live.stores.audit_key import audit_key
+from live.stores.record.decisions import RecordedProfile, profile_value
+from live.stores.record.profiles import StoredProfile
 
 ACK_TIMEOUT_SECONDS = 2.0
+log = logging.getLogger("tradeos.api")
 
 
 class ControlError(Exception):
@@ -68,11 +81,29 @@ class TradingHalted(ControlError):
     """The command would loosen a halt; only an explicit resume does that."""
 
 
+class ProfileReadOnly(ControlError):
+    """A built-in profile cannot be changed."""
+
+
+class ProfileUntrusted(ControlError):
+    """A stored custom profile no longer matches its content hash (or no longer validates): not switched to."""
+
+
+class UnknownProfile(ControlError):
+    """No built-in and no stored custom profile has this name; answered as a 422 on the request field `loc`."""
+
+    def __init__(self, detail: str, *, loc: tuple[str, ...], value: str) -> None:
+        super().__init__(detail)
+        self.loc = loc
+        self.value = value
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _RedisState:
     kill_switch: bool
     posted: TradingStateRecord | None  # None when absent or not a valid record
     profile: str | None
+    profile_hash: str | None
     strategy: StrategyStatus | None  # None when absent or unreadable
     engine_alive: bool
 
@@ -99,8 +130,8 @@ class _HaltInForce:
     sent: _SentCommand
 
 
-# KEYS: kill switch, trading state, profile, strategy, the heartbeats. ARGV: the kill switch's value, the halted
-# state record, the halted state's name, the control channel, the command. Returns the kill switch, whether a halt
+# KEYS: kill switch, trading state, profile, profile hash, strategy, the heartbeats. ARGV: the kill switch's
+# value, the halted state record, the halted state's name, the control channel, the command. Returns the kill switch, whether a halt
 # was posted already, the command's listeners, then the values of KEYS[2..] as they were.
 _HALT_SCRIPT = """
 local kill = redis.call('GET', KEYS[1])
@@ -168,7 +199,15 @@ class TradingControl:
         return status.model_copy(update={"strategy": strategy})
 
     async def _trading_status(self, current: _RedisState | None) -> TradingStatus:
-        profile = (current and current.profile) or await self._recorded_profile()
+        if current and current.profile:
+            profile, profile_hash = current.profile, current.profile_hash
+        else:
+            recorded = await self._recorded_profile()
+            profile, profile_hash = recorded.name, recorded.content_hash
+        status = await self._state_status(current, profile=profile)
+        return status.model_copy(update={"profile_hash": profile_hash})
+
+    async def _state_status(self, current: _RedisState | None, *, profile: str) -> TradingStatus:
         if current and current.kill_switch and current.state is not TradingState.HALTED:
             return TradingStatus(
                 status="halted", reason="kill switch set in Redis", actor="kill_switch", profile=profile
@@ -223,7 +262,7 @@ class TradingControl:
                 halted = current.posted if put.already and current.posted else fresh
                 return _status_of(
                     halted, profile=current.profile, engine_acknowledged=acknowledged
-                ).model_copy(update={"strategy": current.strategy})
+                ).model_copy(update={"strategy": current.strategy, "profile_hash": current.profile_hash})
             recorded = await self._record_halt(
                 early, already=False, command=command, origin=origin, at=now, held_by_redis=False
             )
@@ -238,11 +277,21 @@ class TradingControl:
         for the engine's next order from here), post the halted state unless a halt is already posted (its
         `since` stands), and publish the command to the engine."""
         async with redis_errors():
-            kill, already, listeners, state, profile, strategy, *heartbeats = await self._halt_script(
+            (
+                kill,
+                already,
+                listeners,
+                state,
+                profile,
+                profile_hash,
+                strategy,
+                *heartbeats,
+            ) = await self._halt_script(
                 keys=[
                     redis_keys.KILL_SWITCH,
                     redis_keys.TRADING_STATE,
                     redis_keys.PROFILE,
+                    redis_keys.PROFILE_HASH,
                     redis_keys.STRATEGY,
                     *HEARTBEAT_KEYS,
                 ],
@@ -254,7 +303,7 @@ class TradingControl:
                     encode_command(command),
                 ],
             )
-        before = _redis_state_of(kill, state, profile, strategy, heartbeats)
+        before = _redis_state_of(kill, state, profile, profile_hash, strategy, heartbeats)
         return _HaltInForce(
             before=before,
             already=bool(already),
@@ -328,32 +377,183 @@ class TradingControl:
         return (await self.status()).model_copy(update={"engine_acknowledged": acknowledged})
 
     async def set_profile(self, *, actor: str, origin: str, profile: str, reason: str) -> ProfileResponse:
-        """Recorded (when it changes the profile in force), stored as the active profile, engine told.
+        """Recorded (when it changes the profile in force), stored as the active profile, engine told. A custom
+        profile is switched to at its newest stored version, sent to the engine whole with its content hash.
 
         Switches are applied one at a time, across API processes (a PostgreSQL advisory lock): the check against
         the profile in force, the record, the Redis key and the command to the engine happen in one turn, so
         concurrent switches are each recorded once and the engine applies them in the order recorded. Only the
         wait for the engine's acknowledgement is outside the turn."""
         async with self._profile_turn() as conn:
+            target, stored = await self._resolve_profile(conn, profile)
             async with redis_errors():  # Redis first: a switch that cannot be applied is not recorded either
                 current = await self._stores.redis.get(redis_keys.PROFILE)
-            if profile != await self._profile_in_force(conn, redis_profile=current):
-                await self._record(
-                    action="profile",
-                    actor=actor,
-                    origin=origin,
-                    reason=reason,
-                    value=profile,
-                    at=datetime.now(UTC),
-                    conn=conn,
-                )
-            async with redis_errors():
-                await self._stores.redis.set(redis_keys.PROFILE, profile)
-            sent = await self._publish(
-                SetProfile(command_id=_command_id(), actor=actor, reason=reason, profile=profile)
-            )
+            in_force = await self._profile_in_force(conn, redis_profile=current)
+            if profile != in_force.name or in_force.content_hash not in (None, target.content_hash):
+                await self._record_switch(conn, actor=actor, origin=origin, reason=reason, profile=target)
+            sent = await self._switch(actor=actor, reason=reason, profile=target, stored=stored)
         acknowledged = await self._acknowledged(sent)
         return ProfileResponse.model_validate({"profile": profile, "engine_acknowledged": acknowledged})
+
+    async def profiles(self) -> list[ProfileVersion]:
+        """The built-ins (read-only) and the newest version of every custom profile, each with its content hash;
+        the one in force marked active."""
+        active = (await self.status()).profile
+        async with self._stores.postgres() as conn:
+            stored = await record.fetch_async(conn, record.profiles.latest_profile_versions())
+        builtins = [
+            ProfileVersion(
+                name=name,
+                version=p.version,
+                read_only=True,
+                active=name == active,
+                content_hash=p.content_hash,
+                definition=ProfileBody.of(p),
+            )
+            for name, p in PROFILES.items()
+        ]
+        custom = []
+        for row in stored:
+            try:
+                custom.append(_version_of(row, active=row.name == active))
+            except ValueError:
+                log.warning(
+                    "stored profile %r version %d no longer validates; not listed", row.name, row.version
+                )
+        return builtins + custom
+
+    async def save_profile(
+        self, *, actor: str, origin: str, name: str, body: ProfileBody, reason: str = ""
+    ) -> ProfileSaved:
+        """Stores `body` as the next version of custom profile `name` (nothing new if it equals the newest),
+        recorded as a `profile_update` control action with the actor. If `name` is the profile in force, the
+        engine is switched to the new version (recorded as a `profile` switch with its hash), in the same turn
+        as switches."""
+        if name in PROFILES:
+            raise ProfileReadOnly(
+                f"{name!r} is a built-in profile and read-only; save your changes under another name "
+                f"(PUT /profiles/my-{name}) and switch to it"
+            )
+        profile = body.to_profile(name=name, version=1)
+        sent: _SentCommand | None = None
+        async with self._profile_turn() as conn:
+            latest = await record.fetch_async(conn, record.profiles.latest_profile_version(name=name))
+            created = latest is None or latest.content_hash != profile.content_hash
+            row = latest
+            if created:
+                async with redis_errors():
+                    current = await self._stores.redis.get(redis_keys.PROFILE)
+                in_force = await self._profile_in_force(conn, redis_profile=current)
+                async with conn.transaction():
+                    row = await record.fetch_async(
+                        conn,
+                        record.profiles.save_profile_version(
+                            name=name,
+                            body=canonical_json(profile),
+                            content_hash=profile.content_hash,
+                            actor=actor,
+                        ),
+                    )
+                    assert row is not None
+                    saved = stored_profile(name=name, version=row.version, body_json=row.body)
+                    await self._record(
+                        action="profile_update",
+                        actor=actor,
+                        origin=origin,
+                        reason=reason,
+                        value=profile_value(name=name, version=row.version, content_hash=row.content_hash),
+                        at=datetime.now(UTC),
+                        conn=conn,
+                    )
+                    if in_force.name == name:
+                        await self._record_switch(
+                            conn, actor=actor, origin=origin, reason=reason, profile=saved
+                        )
+                if in_force.name == name:
+                    sent = await self._switch(actor=actor, reason=reason, profile=saved, stored=row)
+        assert row is not None
+        acknowledged = None if sent is None else await self._acknowledged(sent)
+        version = _version_of(row, active=sent is not None or await self._is_active(name))
+        return ProfileSaved(**version.model_dump(), created=created, engine_acknowledged=acknowledged)
+
+    async def profile_for_limits(self, name: str) -> Profile:
+        """The profile `name` as the limits it sets (a built-in, or a custom one's newest stored version); the
+        default built-in if it cannot be read."""
+        if name in PROFILES:
+            return PROFILES[name]
+        try:
+            async with self._stores.postgres() as conn:
+                return (await self._resolve_profile(conn, name))[0]
+        except ControlError:
+            return PROFILES.get(self._default_profile, PROFILES["conservative"])
+
+    async def _is_active(self, name: str) -> bool:
+        return (await self.status()).profile == name
+
+    async def _resolve_profile(
+        self, conn: psycopg.AsyncConnection, name: str
+    ) -> tuple[Profile, StoredProfile | None]:
+        """A built-in, or the newest stored version of a custom profile, validated and matching its hash."""
+        builtin = PROFILES.get(name)
+        if builtin is not None:
+            return builtin, None
+        row = await record.fetch_async(conn, record.profiles.latest_profile_version(name=name))
+        if row is None:
+            stored = await record.fetch_async(conn, record.profiles.latest_profile_versions())
+            valid = ", ".join([*PROFILES, *(r.name for r in stored)])
+            raise UnknownProfile(
+                f"unknown profile {name!r}; valid: {valid}", loc=("body", "profile"), value=name
+            )
+        try:
+            profile = stored_profile(name=row.name, version=row.version, body_json=row.body)
+        except ValueError as exc:
+            raise ProfileUntrusted(
+                f"stored profile {name!r} version {row.version} no longer validates; save a new version "
+                f"({str(exc).splitlines()[0]})"
+            ) from None
+        if profile.content_hash != row.content_hash or content_hash(row.body) != row.content_hash:
+            raise ProfileUntrusted(
+                f"stored profile {name!r} version {row.version} no longer matches its content hash "
+                f"{row.content_hash}: it was changed after it was saved; save a new version "
+                f"(PUT /profiles/{name}) to trade it again"
+            )
+        return profile, row
+
+    async def _record_switch(
+        self, conn: psycopg.AsyncConnection, *, actor: str, origin: str, reason: str, profile: Profile
+    ) -> None:
+        await self._record(
+            action="profile",
+            actor=actor,
+            origin=origin,
+            reason=reason,
+            value=profile_value(
+                name=profile.name, version=profile.version, content_hash=profile.content_hash
+            ),
+            at=datetime.now(UTC),
+            conn=conn,
+        )
+
+    async def _switch(
+        self, *, actor: str, reason: str, profile: Profile, stored: StoredProfile | None
+    ) -> _SentCommand:
+        """Posts the profile in force in Redis and sends the engine the switch (a custom one whole)."""
+        async with redis_errors():
+            await self._stores.redis.mset(
+                {redis_keys.PROFILE: profile.name, redis_keys.PROFILE_HASH: profile.content_hash}
+            )
+        command = SetProfile(command_id=_command_id(), actor=actor, reason=reason, profile=profile.name)
+        if stored is not None:
+            command = SetProfile(
+                command_id=command.command_id,
+                actor=actor,
+                reason=reason,
+                profile=profile.name,
+                version=stored.version,
+                body_json=stored.body,
+                content_hash=stored.content_hash,
+            )
+        return await self._publish(command)
 
     async def set_strategy(
         self, *, actor: str, strategy: str, params: dict[str, object], reason: str
@@ -400,26 +600,29 @@ class TradingControl:
 
     async def _profile_in_force(
         self, conn: psycopg.AsyncConnection, *, redis_profile: bytes | str | None
-    ) -> str:
+    ) -> RecordedProfile:
         """The last profile on record (what the engine restores at start-up); before any, the engine's own."""
         recorded = await record.fetch_async(conn, record.decisions.recorded_profile())
         if recorded is not None:
             return recorded
-        return _text(redis_profile) if redis_profile is not None else self._default_profile
+        return RecordedProfile(
+            name=_text(redis_profile) if redis_profile is not None else self._default_profile
+        )
 
     async def _redis_state(self) -> _RedisState:
         """The kill switch, the posted state, the profile and the engine's heartbeats, in one round trip."""
         async with redis_errors():
-            kill, state, profile, strategy, *heartbeats = await self._stores.redis.mget(
+            kill, state, profile, profile_hash, strategy, *heartbeats = await self._stores.redis.mget(
                 [
                     redis_keys.KILL_SWITCH,
                     redis_keys.TRADING_STATE,
                     redis_keys.PROFILE,
+                    redis_keys.PROFILE_HASH,
                     redis_keys.STRATEGY,
                     *HEARTBEAT_KEYS,
                 ]
             )
-        return _redis_state_of(kill, state, profile, strategy, heartbeats)
+        return _redis_state_of(kill, state, profile, profile_hash, strategy, heartbeats)
 
     async def _record(
         self,
@@ -473,13 +676,20 @@ class TradingControl:
             params_hash=recorded.params_hash,
         )
 
-    async def _recorded_profile(self) -> str:
+    async def _recorded_profile(self) -> RecordedProfile:
+        """The last switch on record, else the default; the hash of a built-in named without one filled in."""
         try:
             async with self._stores.postgres() as conn:
                 recorded = await record.fetch_async(conn, record.decisions.recorded_profile())
         except StoreUnavailable:
             recorded = None
-        return recorded if recorded is not None else self._default_profile
+        recorded = recorded or RecordedProfile(name=self._default_profile)
+        builtin = PROFILES.get(recorded.name)
+        if recorded.content_hash is None and builtin is not None:
+            return RecordedProfile(
+                name=recorded.name, version=builtin.version, content_hash=builtin.content_hash
+            )
+        return recorded
 
     async def _engine_alive(self) -> bool:
         return any(is_fresh(age) for age in (await heartbeat_ages(self._stores)).values())
@@ -533,6 +743,7 @@ def _redis_state_of(
     kill: bytes | str | None,
     state: bytes | str | None,
     profile: bytes | str | None,
+    profile_hash: bytes | str | None,
     strategy: bytes | str | None,
     heartbeats: list[bytes | str | None],
 ) -> _RedisState:
@@ -540,8 +751,22 @@ def _redis_state_of(
         kill_switch=kill_switch_is_set(kill),
         posted=_posted(state),
         profile=_text(profile) if profile else None,
+        profile_hash=_text(profile_hash) if profile_hash else None,
         strategy=_strategy(strategy),
         engine_alive=any(is_fresh(age) for age in heartbeat_ages_of(heartbeats).values()),
+    )
+
+
+def _version_of(row: StoredProfile, *, active: bool) -> ProfileVersion:
+    return ProfileVersion(
+        name=row.name,
+        version=row.version,
+        read_only=False,
+        active=active,
+        content_hash=row.content_hash,
+        created_at=row.created_at,
+        actor=row.actor,
+        definition=ProfileBody.model_validate_json(row.body),
     )
 
 

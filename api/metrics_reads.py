@@ -28,7 +28,6 @@ from api.metrics_schemas import (
 )
 from api.stores import Stores, StoreUnavailable
 from live import portfolio as accounting
-from live.profiles import get_profile
 from live.stores import record, redis_keys
 
 T = TypeVar("T")
@@ -52,6 +51,7 @@ def start_of_day(timestamp: datetime) -> datetime:
 async def read_book(*, stores: Stores, control: TradingControl, initial_cash: Decimal) -> RecordedBook:
     """Open positions, their last closes, cash and the day's start from PostgreSQL; the profile in force."""
     profile = (await control.status()).profile or control.default_profile
+    limits = await control.profile_for_limits(profile)
     async with stores.postgres() as conn, conn.transaction():
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         held = await record.fetch_async(conn, record.book.held_positions())
@@ -78,7 +78,7 @@ async def read_book(*, stores: Stores, control: TradingControl, initial_cash: De
         cash=latest.cash if latest is not None else initial,
         start_of_day_equity=day_start if day_start is not None else initial,
         high_water_mark=latest.high_water_mark if latest is not None else initial,
-        profile=get_profile(profile),
+        profile=limits,
     )
     return RecordedBook(
         exposure=exposure, profile=profile, marked_at=latest.timestamp if latest else None, regime=regime

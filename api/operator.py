@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import uvicorn
-from fastapi import APIRouter, Body, FastAPI, Query, Request, Response
+from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Response
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator
@@ -25,8 +25,11 @@ from api.control import (
     EngineNotRunning,
     EngineRefused,
     EngineTimeout,
+    ProfileReadOnly,
+    ProfileUntrusted,
     TradingControl,
     TradingHalted,
+    UnknownProfile,
     audit_key_of,
 )
 from api.deps import ActorDep, ControlDep, OriginDep, SettingsDep, StoresDep, TokenDep
@@ -41,8 +44,11 @@ from api.schemas import (
     PlainText,
     Portfolio,
     Position,
+    ProfileBody,
     ProfileRequest,
     ProfileResponse,
+    ProfileSaved,
+    ProfileVersion,
     ReasonRequest,
     Signal,
     StrategyRequest,
@@ -54,6 +60,7 @@ from api.stores import Stores, StoreUnavailable
 from api.ws import EventHub, serve_client
 from api.ws_clients import ClientCensus
 from live.domain import SIGNAL_TYPES
+from live.profiles import PROFILE_NAME_PATTERN, PROFILE_NAME_RULE
 from live.settings import Settings
 
 API_TITLE = "TRADEOS operator API"
@@ -65,6 +72,8 @@ ERROR_STATUS: dict[type[Exception], int] = {
     EngineNotRunning: 409,
     EngineRefused: 409,
     TradingHalted: 409,
+    ProfileReadOnly: 409,
+    ProfileUntrusted: 409,
 }
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -217,8 +226,51 @@ async def flatten(
 async def set_profile(
     control: ControlDep, actor: ActorDep, origin: OriginDep, body: ProfileRequest
 ) -> ProfileResponse:
-    """Switches the risk profile (conservative, balanced, aggressive)."""
+    """Switches the risk profile: a built-in (conservative, balanced, aggressive) or a custom one, at its newest
+    version. 422 names the valid profiles; 409 when a stored custom profile no longer matches its hash."""
     return await control.set_profile(actor=actor, origin=origin, profile=body.profile, reason=body.reason)
+
+
+ProfileNameInPath = Annotated[
+    str,
+    Path(
+        pattern=PROFILE_NAME_PATTERN,
+        description=f"The custom profile's name: {PROFILE_NAME_RULE}.",
+        examples=["cautious"],
+    ),
+]
+
+
+@router.get("/profiles", response_model=list[ProfileVersion])
+async def profiles(control: ControlDep) -> list[ProfileVersion]:
+    """Every profile as data: the built-ins (read-only) and the newest version of each custom one, each with its
+    version and content hash; the one in force is `active`."""
+    return await control.profiles()
+
+
+@router.put(
+    "/profiles/{name}",
+    response_model=ProfileSaved,
+    responses={
+        **_COMMAND_ERRORS,
+        201: {"model": ProfileSaved, "description": "The profile's first version was stored."},
+    },
+)
+async def save_profile(
+    control: ControlDep,
+    actor: ActorDep,
+    origin: OriginDep,
+    name: ProfileNameInPath,
+    body: ProfileBody,
+    response: Response,
+) -> ProfileSaved:
+    """Creates a custom profile (201) or stores its next version (200; nothing new if the body equals the newest
+    version), recorded as a control action with the actor. Saving the profile in force switches the running
+    engine to the new version. 409 for a built-in; 422 names the offending field."""
+    saved = await control.save_profile(actor=actor, origin=origin, name=name, body=body)
+    if saved.created and saved.version == 1:
+        response.status_code = 201
+    return saved
 
 
 @router.post("/trading/strategy", response_model=StrategyResponse, responses=_COMMAND_ERRORS)
@@ -245,6 +297,14 @@ def add_error_handlers(app: FastAPI) -> None:
 
     for kind in ERROR_STATUS:
         app.add_exception_handler(kind, domain_error)
+
+    async def unknown_profile(request: Request, exc: Exception) -> JSONResponse:
+        # A well-formed name that names no profile is a bad field value, answered like any other (422, `loc`).
+        assert isinstance(exc, UnknownProfile)
+        error = {"loc": list(exc.loc), "msg": str(exc), "type": "value_error", "input": exc.value[:200]}
+        return JSONResponse({"detail": [error]}, status_code=422)
+
+    app.add_exception_handler(UnknownProfile, unknown_profile)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         # FastAPI answers a body it cannot decode (not UTF-8) with a bare 400; a bad body is a 422 here, as

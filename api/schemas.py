@@ -7,16 +7,19 @@ adds what only the API has: health, the command bodies and answers, errors.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
-from live.settings import ProfileName
+from live.profiles import PROFILE_NAME_PATTERN, PROFILE_NAME_RULE, PROFILES, ProfileBody, check_profile_name
 from live.wire import (
     Event,
     EventType,
     Portfolio,
     Position,
+    ProfileSaved,
+    ProfileVersion,
     RegimeChange,
     RiskEvent,
     Signal,
@@ -36,8 +39,12 @@ __all__ = [
     "PlainText",
     "Portfolio",
     "Position",
+    "ProfileBody",
+    "ProfileName",
     "ProfileRequest",
     "ProfileResponse",
+    "ProfileSaved",
+    "ProfileVersion",
     "ReasonRequest",
     "RegimeChange",
     "RiskEvent",
@@ -108,6 +115,25 @@ class FlattenRequest(BaseModel):
     reason: PlainText = Field(default="", max_length=500)
 
 
+def _profile_name(value: object) -> str:
+    # Anything that cannot name a profile is refused here, naming the built-ins; a well-formed name that names no
+    # stored profile is refused by the handler, naming the stored ones too.
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return check_profile_name(value)
+    raise ValueError(f"must be one of {', '.join(PROFILES)} or a custom profile's name ({PROFILE_NAME_RULE})")
+
+
+ProfileName = Annotated[
+    str,
+    BeforeValidator(_profile_name),
+    Field(
+        description=f"{', '.join(PROFILES)}, or a custom profile's name ({PROFILE_NAME_RULE}).",
+        json_schema_extra={"pattern": PROFILE_NAME_PATTERN},
+    ),
+]
+
+
 class ProfileRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"profile": "conservative"}]})
 
@@ -118,7 +144,7 @@ class ProfileRequest(BaseModel):
 class ProfileResponse(BaseModel):
     model_config = _examples({"profile": "conservative", "engine_acknowledged": True})
 
-    profile: ProfileName
+    profile: str
     engine_acknowledged: bool | None = None
 
 

@@ -2,9 +2,11 @@
 
 - Commands (`Halt`, `Resume`, `Reduce`, `Flatten`, `SetProfile`, `SetStrategy`), published on
   `tradeos:<db>:control` as `{"id", "command", "actor", "reason", "value"}`; the engine dispatches on the command's
-  type. A strategy switch's `value` is the JSON text `{"strategy": NAME_OR_SPEC, "params": {...}}`.
+  type. A strategy switch's `value` is the JSON text `{"strategy": NAME_OR_SPEC, "params": {...}}`; a profile
+  switch's is the built-in's name, or for a custom profile the JSON text `{"profile": NAME, "version": N,
+  "body": {...}, "content_hash": SHA256}` of the stored version (the engine reads no PostgreSQL to apply it).
 - `CommandAck`, the engine's answer, pushed to `tradeos:control_ack:<id>`: `{"id", "ok", "detail", "state",
-  "profile", "orders", "strategy"}`.
+  "profile", "profile_hash", "orders", "strategy"}`.
 - `TradingStateRecord`, the JSON in `tradeos:trading_state`: `{"state", "since", "reason", "actor"}`.
 - The kill-switch verdict on the value of `tradeos:kill_switch`: set unless the key is absent or holds `0`.
 
@@ -68,9 +70,18 @@ class Flatten(_Command):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SetProfile(_Command):
-    """Trade under another risk profile from the next decision on."""
+    """Trade under another risk profile from the next decision on: a built-in by name, or a stored version of a
+    custom profile, carried whole (`body_json`, canonical) with its version and content hash, which the engine
+    validates and checks before trading under it."""
 
     profile: str
+    version: int | None = None
+    body_json: str = ""
+    content_hash: str = ""
+
+    @property
+    def is_custom(self) -> bool:
+        return bool(self.body_json)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,6 +122,15 @@ def encode_command(command: Command) -> str:
     value = ""
     if isinstance(command, SetProfile):
         value = command.profile
+        if command.is_custom:
+            value = json.dumps(
+                {
+                    "profile": command.profile,
+                    "version": command.version,
+                    "body": json.loads(command.body_json),
+                    "content_hash": command.content_hash,
+                }
+            )
     elif isinstance(command, SetStrategy):
         value = json.dumps({"strategy": command.strategy, "params": json.loads(command.params_json)})
     return json.dumps(
@@ -137,6 +157,8 @@ def decode_command(raw: bytes | str) -> Command:
         if name == "profile":
             if not value:
                 raise ControlMessageError("a profile command needs a value (the profile's name)")
+            if value.startswith("{"):
+                return _custom_profile(value, command_id=command_id, actor=actor, reason=reason)
             return SetProfile(command_id=command_id, actor=actor, reason=reason, profile=value)
         if name == "strategy":
             strategy, params_json = _strategy_value(value)
@@ -151,6 +173,31 @@ def decode_command(raw: bytes | str) -> Command:
         return variant(command_id=command_id, actor=actor, reason=reason)
     except ControlMessageError as exc:
         raise ControlMessageError(str(exc), command_id=command_id) from None
+
+
+_CUSTOM_PROFILE_FIELDS = frozenset({"profile", "version", "body", "content_hash"})
+
+
+def _custom_profile(value: str, *, command_id: str, actor: str, reason: str) -> SetProfile:
+    """A switch to a stored custom profile's version, carried whole (its body is validated by the engine)."""
+    message = _object(value, what="a profile command's value", allowed=_CUSTOM_PROFILE_FIELDS)
+    missing = sorted(_CUSTOM_PROFILE_FIELDS - set(message))
+    if missing:
+        raise ControlMessageError(f"a custom profile command's value lacks {missing}")
+    version, body = message["version"], message["body"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ControlMessageError(f"a custom profile's version must be a positive integer, not {version!r}")
+    if not isinstance(body, dict):
+        raise ControlMessageError(f"a custom profile's body must be a JSON object, not {body!r}")
+    return SetProfile(
+        command_id=command_id,
+        actor=actor,
+        reason=reason,
+        profile=_text(message, "profile", required=True),
+        version=version,
+        body_json=json.dumps(body, sort_keys=True, separators=(",", ":")),
+        content_hash=_text(message, "content_hash", required=True),
+    )
 
 
 def _strategy_value(value: str) -> tuple[str, str]:
@@ -172,12 +219,13 @@ class CommandAck:
     detail: str = ""
     state: TradingState | None = None
     profile: str | None = None
+    profile_hash: str | None = None  # content hash of the profile in force
     orders: tuple[str, ...] = ()  # the closing orders a flatten submitted
     # The strategy traded (`live.wire.StrategyStatus` fields), when the engine knows what it was built from.
     strategy: Mapping[str, Any] | None = None
 
 
-_ACK_FIELDS = frozenset({"id", "ok", "detail", "state", "profile", "orders", "strategy"})
+_ACK_FIELDS = frozenset({"id", "ok", "detail", "state", "profile", "profile_hash", "orders", "strategy"})
 
 
 def encode_ack(ack: CommandAck) -> str:
@@ -188,6 +236,7 @@ def encode_ack(ack: CommandAck) -> str:
             "detail": ack.detail,
             "state": None if ack.state is None else ack.state.value,
             "profile": ack.profile,
+            "profile_hash": ack.profile_hash,
             "orders": list(ack.orders),
             "strategy": None if ack.strategy is None else dict(ack.strategy),
         }
@@ -205,10 +254,12 @@ def decode_ack(raw: bytes | str, *, command_id: str) -> CommandAck:
     state = message.get("state")
     profile = message.get("profile")
     orders = message.get("orders", [])
-    if profile is not None and not isinstance(profile, str):
-        raise ControlMessageError(
-            f"acknowledgement field 'profile' must be a string or null, not {profile!r}"
-        )
+    profile_hash = message.get("profile_hash")
+    for name, text in (("profile", profile), ("profile_hash", profile_hash)):
+        if text is not None and not isinstance(text, str):
+            raise ControlMessageError(
+                f"acknowledgement field {name!r} must be a string or null, not {text!r}"
+            )
     if not isinstance(orders, list) or not all(isinstance(o, str) for o in orders):
         raise ControlMessageError(f"acknowledgement field 'orders' must be a list of strings, not {orders!r}")
     strategy = message.get("strategy")
@@ -222,6 +273,7 @@ def decode_ack(raw: bytes | str, *, command_id: str) -> CommandAck:
         detail=_text(message, "detail"),
         state=None if state is None else _state(state),
         profile=profile,
+        profile_hash=profile_hash,
         orders=tuple(orders),
         strategy=strategy,
     )

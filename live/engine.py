@@ -40,7 +40,7 @@ from live.domain import (
 from live.execution.base import Broker, Execution
 from live.instruments import Instrument, default_instruments
 from live.portfolio import ZERO, Portfolio, to_decimal
-from live.profiles import Profile, get_profile
+from live.profiles import Profile, get_profile, stored_profile
 from live.regime import DEFAULT_REGIME, RegimeClassifier, RegimeTracker, RuleBasedClassifier
 from live.risk import breakers
 from live.risk.checks import (
@@ -121,6 +121,21 @@ class ActionableSignals(Sequence[Signal]):
 
     def __repr__(self) -> str:
         return f"ActionableSignals({list(self)!r})"
+
+
+def profile_of(command: SetProfile) -> Profile:
+    """The profile a switch names: a built-in, or the custom version it carries, validated and matching the content
+    hash it was stored with (ValueError saying why not)."""
+    if not command.is_custom:
+        return get_profile(command.profile)
+    assert command.version is not None
+    profile = stored_profile(name=command.profile, version=command.version, body_json=command.body_json)
+    if profile.content_hash != command.content_hash:
+        raise ValueError(
+            f"profile {command.profile!r} version {command.version}: its content hashes to "
+            f"{profile.content_hash}, not the {command.content_hash} it was stored with"
+        )
+    return profile
 
 
 def _signal(row: SignalRow) -> Signal:
@@ -315,9 +330,9 @@ class Engine:
                 self.set_state(TradingState.REDUCE_ONLY, actor=actor, reason=reason, record=False)
             case Flatten():
                 orders = tuple(order.id for order in self.flatten())
-            case SetProfile(profile=name):
+            case SetProfile():
                 try:
-                    self.set_profile(get_profile(name))
+                    self.set_profile(profile_of(command))
                 except ValueError as exc:
                     refusal = str(exc)
             case SetStrategy():
@@ -328,6 +343,7 @@ class Engine:
             detail=refusal,
             state=self.state,
             profile=self.profile.name,
+            profile_hash=self.profile.content_hash,
             orders=orders,
             strategy=(
                 _described(self.strategy_choice, self.strategy)

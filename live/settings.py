@@ -20,8 +20,11 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-ProfileName = Literal["conservative", "balanced", "aggressive"]
-PROFILE_NAMES: tuple[str, ...] = ("conservative", "balanced", "aggressive")
+from live.profiles import PROFILE_NAME_PATTERN, PROFILES
+
+PROFILE_NAMES: tuple[str, ...] = tuple(
+    PROFILES
+)  # the built-ins; custom profiles are stored (live/profiles.py)
 ENV_PREFIX = "TRADEOS_"
 MIN_AUDIT_KEY_LENGTH = 32
 _ORIGIN = re.compile(r"https?://[^\s/,]+")
@@ -52,7 +55,12 @@ class EngineSettings(BaseSettings):
 
     model_config = _FROM_ENVIRONMENT
 
-    profile: ProfileName = "balanced"
+    profile: str = Field(
+        default="balanced",
+        pattern=PROFILE_NAME_PATTERN,
+        description="The profile at first start: a built-in (conservative, balanced, aggressive) or a stored custom "
+        "profile (checked against the record at start-up).",
+    )
     initial_cash: Decimal = Field(default=Decimal("100000"), gt=0)
     commission_bps: Decimal = Field(default=Decimal("1.0"), ge=0)
     slippage_bps: Decimal = Field(default=Decimal("2.0"), ge=0)

@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema
 
 from live import domain
+from live.profiles import PROFILE_NAME_PATTERN, ProfileBody
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -319,6 +320,7 @@ class TradingStatus(BaseModel):
                     "reason": "news pending",
                     "actor": "api",
                     "profile": "balanced",
+                    "profile_hash": "65a09df954510832e256358c066014d3c70b98440d33106dab799b3a3df2493e",
                     "strategy": {
                         "name": "builtin",
                         "version": "1",
@@ -336,6 +338,11 @@ class TradingStatus(BaseModel):
     reason: str = ""
     actor: str = ""
     profile: str | None = Field(default=None, description="Active risk profile.")
+    profile_hash: str | None = Field(
+        default=None,
+        description="Content hash of the active profile: the sha256 (hex) of its canonical JSON, as the engine "
+        "trades under it (GET /profiles shows each profile's).",
+    )
     strategy: StrategyStatus | None = Field(
         default=None, description="The strategy traded: name, version, parameters and their hash."
     )
@@ -344,6 +351,57 @@ class TradingStatus(BaseModel):
         description="On a command: true when a running engine confirmed it; false when no engine was running "
         "(the state is stored and applied when the engine starts). Absent on GET.",
     )
+
+
+_CONTENT_HASH = Field(
+    description="sha256 (hex) of the profile's canonical JSON (keys sorted, no spaces, shortest numbers).",
+    pattern="^[0-9a-f]{64}$",
+)
+
+
+class ProfileVersion(BaseModel):
+    """A risk profile as data: a built-in (read-only, version 1) or a saved version of a custom profile."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "cautious",
+                    "version": 2,
+                    "read_only": False,
+                    "active": True,
+                    "content_hash": "4d1f0c8e0f7b2a9e1b6c3d5e7f9a1b3c5d7e9f1a3b5c7d9e1f3a5b7c9d1e3f5a",
+                    "created_at": "2024-03-01T14:30:00Z",
+                    "actor": "cli:alice",
+                    "definition": ProfileBody.model_json_schema()["examples"][0],
+                }
+            ]
+        },
+    )
+
+    name: str = Field(pattern=PROFILE_NAME_PATTERN)
+    version: int = Field(
+        ge=1, description="1 for a built-in; each saved change of a custom profile adds one."
+    )
+    read_only: bool = Field(description="True for the built-ins (conservative, balanced, aggressive).")
+    active: bool = Field(description="The profile in force.")
+    content_hash: str = _CONTENT_HASH
+    created_at: UtcDatetime | None = Field(
+        default=None, description="When this version was saved (null: built-in)."
+    )
+    actor: str | None = Field(default=None, description="Who saved it (null: built-in).")
+    definition: ProfileBody
+
+
+class ProfileSaved(ProfileVersion):
+    """The answer to `PUT /profiles/{name}`: the version now stored, and whether a running engine switched to it
+    (null when the profile is not the active one)."""
+
+    created: bool = Field(
+        description="False when the body equals the newest version: nothing new was stored."
+    )
+    engine_acknowledged: bool | None = None
 
 
 class _Message(BaseModel):

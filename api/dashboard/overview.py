@@ -4,6 +4,8 @@ give), bounded whatever the history holds — the equity curve bucketed to a few
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -13,9 +15,10 @@ from api.reads import heartbeat_ages, probe_health
 from api.schemas import Health, UtcDatetime
 from api.stores import Stores, StoreUnavailable, redis_errors
 from api.ws_clients import WebSocketQueues, websocket_queues
-from live.profiles import PROFILES
+from live.profiles import PROFILES, Profile, stored_profile
 from live.service.publisher import MAX_PENDING
 from live.stores import record, redis_keys
+from live.stores.record.profiles import StoredProfile
 from live.stores.redis_keys import HEARTBEAT_MAX_AGE_SECONDS
 from live.wire import EngineQueues
 
@@ -125,15 +128,21 @@ class Overview(_Frozen):
     )
 
 
-def profile_limits() -> dict[str, ProfileLimits]:
+def profile_limits(custom: Iterable[StoredProfile] = ()) -> dict[str, ProfileLimits]:
+    """The limits of the built-ins and of the newest version of each custom profile (the profile switch lists
+    them all); a stored version that no longer validates is left out."""
+    profiles: list[Profile] = list(PROFILES.values())
+    for row in custom:
+        with contextlib.suppress(ValueError):
+            profiles.append(stored_profile(name=row.name, version=row.version, body_json=row.body))
     return {
-        name: ProfileLimits(
+        p.name: ProfileLimits(
             max_position_fraction=float(p.max_position_fraction),
             max_gross_exposure=float(p.max_gross_exposure),
             daily_loss_limit=float(p.daily_loss_limit),
             drawdown_limit=float(p.drawdown_limit),
         )
-        for name, p in PROFILES.items()
+        for p in profiles
     }
 
 
@@ -222,8 +231,9 @@ async def read_overview(*, stores: Stores, initial_cash: Decimal) -> Overview:
         breakers = await record.fetch_async(conn, record.events.breaker_trips())
         regimes = await record.fetch_async(conn, record.events.recent_regime_changes(limit=LOG_ROWS * 4))
         actions = await record.fetch_async(conn, record.decisions.recent_control_actions(limit=LOG_ROWS))
+        custom = await record.fetch_async(conn, record.profiles.latest_profile_versions())
     return Overview(
-        profiles=profile_limits(),
+        profiles=profile_limits(custom),
         equity_curve=[
             EquityPoint(
                 timestamp=p.timestamp,

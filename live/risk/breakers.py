@@ -13,6 +13,8 @@ DRAWDOWN_HALT = "DRAWDOWN_HALT"
 REJECT_STORM = "REJECT_STORM"
 STALE_FEED = "STALE_FEED"
 STRATEGY_FAULT = "STRATEGY_FAULT"  # the strategy broke its contract (live/engine.py): trading halts
+# The stored custom profile the engine trades under no longer matches its hash (live/service/control.py).
+PROFILE_HASH_MISMATCH = "PROFILE_HASH_MISMATCH"
 POSTGRES_UNREACHABLE = "POSTGRES_UNREACHABLE"
 REDIS_UNREACHABLE = "REDIS_UNREACHABLE"
 AUDIT_CHAIN_BROKEN = "AUDIT_CHAIN_BROKEN"  # the audit ledger does not verify (live/service/ledger_watch.py)

@@ -3,8 +3,8 @@
 The command thread only reads the control channel, applies each command under the engine lock between two steps
 and acknowledges it: it touches no PostgreSQL and nothing slow, so a halt is in force as soon as the thread gets
 the message. The housekeeping thread polls the kill switch, writes the heartbeats, hot-loads a promoted regime
-model, trips the stale-feed breaker, reconciles the state when Redis comes back (a PostgreSQL read) and re-verifies
-the audit ledger (ledger_watch.py).
+model, trips the stale-feed breaker, holds the custom profile traded to its stored hash (profile_watch.py),
+reconciles the state when Redis comes back (PostgreSQL reads) and re-verifies the audit ledger (ledger_watch.py).
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from live.service.book import Book
 from live.service.ledger_watch import LedgerWatch
 from live.service.outages import Outages
 from live.service.pacing import Pulse, StaleFeedWatch
+from live.service.profile_watch import CHECK_SECONDS as PROFILE_CHECK_SECONDS
+from live.service.profile_watch import ProfileWatch
 from live.service.publisher import Publisher
 from live.stores.postgres import PostgresStore
 from live.stores.redis_store import RedisStore
@@ -160,11 +162,13 @@ class Housekeeping:
         pulse: Pulse,
         stale_feed: StaleFeedWatch,
         models: ModelWatch,
+        profiles: ProfileWatch,
         ledger: LedgerWatch,
         stop: threading.Event,
     ) -> None:
         self._redis_url = redis_url
         self._database_url = database_url
+        self._profiles = profiles
         self._book = book
         self._publisher = publisher
         self._outages = outages
@@ -178,7 +182,7 @@ class Housekeeping:
         """The thread: outlives any error."""
         store = RedisStore(self._redis_url)
         pg = PostgresStore(self._database_url)
-        next_poll = next_beat = next_model = 0.0
+        next_poll = next_beat = next_model = next_profile_check = 0.0
         next_redis_retry: float | None = None  # while Redis is down: when to try it again
         try:
             while not self._stop.is_set():
@@ -214,6 +218,16 @@ class Housekeeping:
                     if self._stale_feed.newly_stale():
                         self._trip_stale_feed()
                     self._ledger.maybe_check(pg)
+                except Exception:
+                    log.exception("housekeeping: unexpected error; going on")
+                    self._stop.wait(0.2)
+                try:
+                    if now >= next_profile_check:
+                        next_profile_check = now + PROFILE_CHECK_SECONDS
+                        self._profiles.check(pg)
+                except psycopg.Error:
+                    with contextlib.suppress(psycopg.Error):
+                        pg.reconnect()  # PostgreSQL is away: the recorder's outage handling halts orders
                 except Exception:
                     log.exception("housekeeping: unexpected error; going on")
                     self._stop.wait(0.2)

@@ -146,7 +146,11 @@ class Publisher:
         it."""
         engine = self._book.engine
         choice = engine.strategy_choice
-        current = (engine.state, engine.profile.name, choice.params_hash + choice.spec if choice else "")
+        current = (
+            engine.state,
+            engine.profile.name + engine.profile.content_hash,
+            choice.params_hash + choice.spec if choice else "",
+        )
         if not force and current == self._mirrored:
             return True
         try:
@@ -158,7 +162,7 @@ class Publisher:
                     actor=engine.state_actor,
                 )
             )
-            self._store.write_profile(engine.profile.name)
+            self._store.write_profile(engine.profile.name, engine.profile.content_hash)
             if choice is not None:
                 self._store.write_strategy(
                     strategy_status_json(

@@ -25,7 +25,6 @@ from live.domain import Bar, TradingState, iso_utc
 from live.engine import Engine
 from live.feeds.base import Feed, LiveFeed, VenueFeed
 from live.feeds.replay import ReplayFeed
-from live.profiles import get_profile
 from live.regime import RegimeClassifier
 from live.risk.kill_switch import KILL_SWITCH_ACTOR, KILL_SWITCH_REASON, KillSwitchGate
 from live.service.book import Book
@@ -34,6 +33,7 @@ from live.service.lease import Lease
 from live.service.ledger_watch import LedgerWatch
 from live.service.outages import Outages
 from live.service.pacing import Pacer, Pulse, StaleFeedWatch
+from live.service.profile_watch import ProfileWatch, halt_for_mismatch, load_profile
 from live.service.publisher import Publisher
 from live.service.recorder import Recorder, take_batch
 from live.settings import EngineSettings
@@ -147,10 +147,13 @@ def recover(
     """Rebuilds the book and the operator state from the record, and records the run's strategy. The strategy is
     the one this start-up names (a switch made in an earlier run does not outlive it: docs/strategies.md)."""
     record = pg.load_engine_record(initial_cash=settings.initial_cash, default_profile=settings.profile)
+    profile, untrusted = load_profile(
+        pg, name=record.profile, version=record.profile_version, recorded_hash=record.profile_hash
+    )
     engine = build_engine(
         settings,
         symbols=feed.symbols,
-        profile=get_profile(record.profile),
+        profile=profile,
         initial_cash=record.initial_cash,
         classifier=classifier,
         strategy=strategy,
@@ -161,6 +164,8 @@ def recover(
     engine.restore_state(
         record.trading_state, actor=record.state_actor, reason=record.state_reason, since=record.state_since
     )
+    if untrusted is not None:
+        halt_for_mismatch(engine, untrusted, at=record.last_bar_ts)
     fills = pg.load_fills()
     if fills:
         engine.restore_book(fills=fills, high_water_mark=record.high_water_mark)
@@ -175,11 +180,13 @@ def recover(
             before=day_start, initial_cash=record.initial_cash
         )
     log.info(
-        "recovered: %d fills, last bar %s, state %s, profile %s",
+        "recovered: %d fills, last bar %s, state %s, profile %s version %d (sha256 %s)",
         len(fills),
         iso_utc(record.last_bar_ts),
         engine.state.value,
         engine.profile.name,
+        engine.profile.version,
+        engine.profile.content_hash,
     )
     return Recovered(engine=engine, last_bar_ts=record.last_bar_ts)
 
@@ -252,6 +259,7 @@ class _Service:
                 live=live,
             ),
             models=runner.models,
+            profiles=ProfileWatch(book=self.book),
             ledger=LedgerWatch(key=runner.audit_key, book=self.book),
             stop=self.stop,
         )

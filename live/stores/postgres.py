@@ -69,6 +69,10 @@ class EngineRecord:
     initial_cash: Decimal
     high_water_mark: Decimal
     profile: str
+    profile_version: (
+        int | None
+    )  # the version of the last switch on record (None: a built-in, or none recorded)
+    profile_hash: str | None  # the content hash recorded with that switch
     trading_state: TradingState
     state_actor: str
     state_reason: str
@@ -117,7 +121,7 @@ class PostgresStore:
             self.conn, record.lease.create_engine_state(initial_cash=initial_cash, profile=default_profile)
         )
         anchors = record.fetch(self.conn, record.lease.engine_anchors())
-        profile = record.fetch(self.conn, record.decisions.recorded_profile())
+        recorded = record.fetch(self.conn, record.decisions.recorded_profile())
         trading_state, actor, reason, since = self.recorded_trading_state() or (
             TradingState.ACTIVE,
             "startup",
@@ -128,7 +132,9 @@ class PostgresStore:
             last_bar_ts=anchors.last_bar_ts,
             initial_cash=anchors.initial_cash,
             high_water_mark=anchors.high_water_mark,
-            profile=profile if profile is not None else anchors.profile,
+            profile=recorded.name if recorded is not None else anchors.profile,
+            profile_version=recorded.version if recorded is not None else None,
+            profile_hash=recorded.content_hash if recorded is not None else None,
             trading_state=trading_state,
             state_actor=actor,
             state_reason=reason,
@@ -141,6 +147,18 @@ class PostgresStore:
         if recorded is None:
             return None
         return recorded.state, recorded.actor, recorded.reason, recorded.since
+
+    def stored_profile(
+        self, *, name: str, version: int | None = None
+    ) -> record.profiles.StoredProfile | None:
+        """A custom profile's `version` (default: its newest) as stored; None if there is no such row."""
+        if version is None:
+            return record.fetch(self.conn, record.profiles.latest_profile_version(name=name))
+        return record.fetch(self.conn, record.profiles.profile_version(name=name, version=version))
+
+    def custom_profile_names(self) -> list[str]:
+        """Every custom profile ever saved, by name."""
+        return [row.name for row in record.fetch(self.conn, record.profiles.latest_profile_versions())]
 
     def load_fills(self) -> list[Fill]:
         return record.fetch(self.conn, record.book.all_fills())

@@ -7,6 +7,7 @@ Keys (per Redis DB):
                                  explicit resume clears it (`live.control.kill_switch_is_set`)
   tradeos:trading_state          JSON {"state": active|reduce_only|halted, "since", "reason", "actor"} (TradingStateRecord)
   tradeos:profile                active profile name
+  tradeos:profile_hash           content hash (sha256 of the canonical JSON) of the profile in force
   tradeos:strategy               JSON {"name", "version", "params", "params_hash"} of the strategy traded
                                  (live.wire.StrategyStatus), written by the engine
   tradeos:portfolio              JSON portfolio snapshot (the GET /portfolio shape), written by the engine
@@ -26,6 +27,7 @@ from __future__ import annotations
 KILL_SWITCH = "tradeos:kill_switch"
 TRADING_STATE = "tradeos:trading_state"
 PROFILE = "tradeos:profile"
+PROFILE_HASH = "tradeos:profile_hash"
 STRATEGY = "tradeos:strategy"
 PORTFOLIO = "tradeos:portfolio"
 HEARTBEAT_PREFIX = "tradeos:heartbeat:"

@@ -90,8 +90,9 @@ class RedisStore:
                 ages[service] = None
         return ages
 
-    def write_profile(self, name: str) -> None:
-        self.client.set(keys.PROFILE, name)
+    def write_profile(self, name: str, content_hash: str) -> None:
+        """Posts the profile in force: its name and the content hash the engine trades under."""
+        self.client.mset({keys.PROFILE: name, keys.PROFILE_HASH: content_hash})
 
     def write_strategy(self, status_json: str) -> None:
         """Posts the strategy traded (a `live.wire.StrategyStatus` as JSON)."""

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from api.browser_session import CSRF_HEADER, SESSION_COOKIE, SESSION_SECONDS, csrf_token, issue_session
+from live.profiles import PROFILES, canonical_json
 from tests.faults.api_support import Desk, http_request, leaks, raw_request, table_counts, ws_connect_raw
 
 pytestmark = pytest.mark.faults
@@ -34,6 +35,8 @@ OPERATOR_GUARDED = [
     ("POST", "/trading/reduce"),
     ("POST", "/trading/flatten"),
     ("POST", "/profile"),
+    ("GET", "/profiles"),
+    ("PUT", "/profiles/cautious"),
     ("GET", "/openapi.json"),
     ("GET", "/docs"),
     ("GET", "/docs/assets/swagger-ui.css"),
@@ -49,6 +52,7 @@ BODIES = {
     "/trading/halt": b'{"reason": "bypass"}',
     "/trading/flatten": b'{"confirm": true}',
     "/profile": b'{"profile": "conservative"}',
+    "/profiles/cautious": canonical_json(PROFILES["conservative"]).encode(),
 }
 ONE_MB = "A" * (1 << 20)
 
@@ -84,7 +88,7 @@ def _assert_refused(
 ) -> int:
     """The request is refused without data: 401 + WWW-Authenticate, or a 4xx/redirect without a body of value,
     or the connection closed. Returns the status (0: closed)."""
-    body = BODIES.get(target.split("?")[0], b"") if method == "POST" else b""
+    body = BODIES.get(target.split("?")[0], b"") if method in ("POST", "PUT") else b""
     if body:
         headers = {**headers, "Content-Type": "application/json"}
     response = raw_request(port, http_request(method, target, headers=headers, body=body))

@@ -213,7 +213,13 @@ def _engine() -> Engine:
 def test_the_engine_applies_each_command_by_its_type_without_recording_it_again() -> None:
     engine = _engine()
     ack = engine.apply(Halt(command_id="c-1", actor="cli:ann", reason="news"))
-    assert ack == CommandAck(command_id="c-1", applied=True, state=TradingState.HALTED, profile="balanced")
+    assert ack == CommandAck(
+        command_id="c-1",
+        applied=True,
+        state=TradingState.HALTED,
+        profile="balanced",
+        profile_hash=get_profile("balanced").content_hash,
+    )
     assert (engine.state_actor, engine.state_reason, engine.state_since) == ("cli:ann", "news", AT)
     assert engine.apply(Reduce(command_id="c-2", actor="api")).state is TradingState.REDUCE_ONLY
     assert engine.apply(Resume(command_id="c-3", actor="api")).state is TradingState.ACTIVE

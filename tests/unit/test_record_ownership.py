@@ -27,6 +27,7 @@ ENGINE_TABLES = (
     "engine_lease",
     "engine_state",
     "api_requests",
+    "profile_versions",
 )
 _TABLE = rf"\b(?:{'|'.join(ENGINE_TABLES)})\b"
 _STATEMENT = re.compile(

@@ -79,7 +79,7 @@ def test_a_group_cannot_be_set_whole_as_json_under_its_name(monkeypatch: pytest.
     [
         ("TRADEOS_API_PORT", "eighteen"),
         ("TRADEOS_INITIAL_CASH", "-5"),
-        ("TRADEOS_PROFILE", "reckless"),
+        ("TRADEOS_PROFILE", "Reckless!"),  # not a profile name (a stored custom one is checked at start-up)
         ("TRADEOS_LOG_FORMAT", "xml"),
         ("TRADEOS_WS_ALLOWED_ORIGINS", "*"),
     ],

@@ -395,8 +395,24 @@
   }
 
   // ---- reads
+  // The profile switch offers every profile the overview knows: the built-ins and the stored custom ones.
+  function listProfiles(names) {
+    const select = $("profile-select");
+    const shown = Array.from(select.options, (option) => option.value);
+    if (shown.join("\n") === names.join("\n")) return;
+    const chosen = select.value;
+    select.replaceChildren(...names.map((name) => {
+      const option = document.createElement("option");
+      option.value = name;
+      option.textContent = name;
+      return option;
+    }));
+    if (names.includes(chosen)) select.value = chosen;
+  }
+
   function applyOverview(o) {
     state.overview = o;
+    listProfiles(Object.keys(o.profiles));
     state.riskEvents = o.risk_events;
     state.regimeChanges = o.regime_changes;
     markDirty("record", "positions", "limits", "services", "equity");
@@ -446,9 +462,9 @@
       ];
     });
     const notes = [];
-    if (rolling?.first) notes.push(`rolling: the last ${rolling.window_bars} bar times (${time(rolling.first)} to ${time(rolling.last)})`);
+    if (rolling?.first) notes.push(`IC, IR, n: rolling over the last ${rolling.window_bars} bar times (${time(rolling.first)} to ${time(rolling.last)})`);
     else if (rolling) notes.push("rolling: no bars recorded yet");
-    notes.push(flow ? `flow: signal-ic as of ${time(flow.as_of)}` : "flow: after the first signal-ic run");
+    notes.push(flow ? `flow IC, win: the signal-ic flow as of ${time(flow.as_of)}` : "flow IC, win: after the first signal-ic run");
     $("signal-ic-note").textContent = notes.join("; ");
   }
 

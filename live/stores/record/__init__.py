@@ -3,8 +3,8 @@
 One module per group of tables (`lease`: engine_lease and engine_state; `decisions`: control_actions; `book`:
 orders, fills, positions, equity; `market`: bars, signals; `events`: risk_events, regime_changes, api_requests;
 `strategies`: strategy_runs; `alerts`: the notifier's reads and its alert_deliveries, alert_dead_letters and
-alert_cursors; `audit`: audit_ledger, whose entries every writer of orders, fills, risk_events and control_actions
-appends in the same transaction).
+alert_cursors; `profiles`: profile_versions; `audit`: audit_ledger, whose entries every writer of orders, fills,
+risk_events and control_actions appends in the same transaction).
 Each statement is a value built by a function with keyword-only arguments; the engine runs it on its psycopg
 connection (`fetch`, `execute`, `execute_many`, `copy`) and the API awaits the very same value on a pooled
 `AsyncConnection` (`fetch_async`, ...), so both run the same SQL text with the same row mapping:
@@ -16,7 +16,7 @@ The API writes no SQL of its own on these tables (tests/unit/test_record_ownersh
 analysts' DuckDB copy in analytics/warehouse.py names the same columns).
 """
 
-from live.stores.record import alerts, audit, book, decisions, events, lease, market, strategies
+from live.stores.record import alerts, audit, book, decisions, events, lease, market, profiles, strategies
 from live.stores.record.statements import (
     Batch,
     Copy,
@@ -51,6 +51,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "alert_deliveries": alerts.DELIVERY_COLUMNS,
     "alert_dead_letters": alerts.DEAD_LETTER_COLUMNS,
     "alert_cursors": alerts.CURSOR_COLUMNS,
+    "profile_versions": profiles.PROFILE_VERSION_COLUMNS,
     "audit_ledger": audit.LEDGER_COLUMNS,
 }
 
@@ -77,5 +78,6 @@ __all__ = [
     "fetch_many",
     "lease",
     "market",
+    "profiles",
     "strategies",
 ]

@@ -236,7 +236,9 @@ async def record_control_action_async(
     parameters bound on the client: the transaction's opening (the row, the ledger's turn, the head of the chain),
     then the sealed entry and the commit. The operator waits for this record, and each further round trip is one
     more wake-up of a process the engine shares the cores with."""
-    if not on.autocommit:
+    if not on.autocommit or on.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        # Inside the caller's transaction (a profile saved with its record): a savepoint of it, one statement
+        # at a time.
         async with on.transaction():
             if not wait_for_flush:
                 await execute_async(on, COMMIT_WITHOUT_FLUSH)

@@ -1,8 +1,13 @@
 """`control_actions`: what operators and breakers decided, in order. The last halt, resume or reduce is the trading
-state in force after a restart, the last profile switch the profile; switches are made one at a time under a lock."""
+state in force after a restart, the last profile switch the profile; switches are made one at a time under a lock.
+
+A profile switch (`profile`) and a saved custom profile version (`profile_update`) carry as `value` the JSON
+`{"content_hash", "name", "version"}` of the profile; switches recorded before profiles had versions carry the
+built-in's bare name, and still read."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -84,11 +89,43 @@ def recorded_trading_state() -> Query[RecordedTradingState | None]:
     )
 
 
-def recorded_profile() -> Query[str | None]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordedProfile:
+    """A profile as a control action names it. `version` and `content_hash` are None in a switch recorded before
+    profiles had versions (a built-in, by name)."""
+
+    name: str
+    version: int | None = None
+    content_hash: str | None = None
+
+
+def profile_value(*, name: str, version: int, content_hash: str) -> str:
+    """The `value` of a `profile` or `profile_update` control action."""
+    return json.dumps(
+        {"name": name, "version": version, "content_hash": content_hash},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+
+
+def read_profile_value(value: str) -> RecordedProfile:
+    """The profile a `profile` or `profile_update` action's value names (either form)."""
+    if not value.startswith("{"):
+        return RecordedProfile(name=value)
+    named = json.loads(value)
+    return RecordedProfile(name=named["name"], version=named["version"], content_hash=named["content_hash"])
+
+
+def _recorded_profile(rows: list[Row]) -> RecordedProfile | None:
+    value = optional_str(rows)
+    return None if value is None else read_profile_value(value)
+
+
+def recorded_profile() -> Query[RecordedProfile | None]:
     """The profile of the last switch on record (what the engine restores at start-up); None before any."""
     return Query(
         sql="SELECT value FROM control_actions WHERE action = 'profile' ORDER BY id DESC LIMIT 1",
-        decode=optional_str,
+        decode=_recorded_profile,
     )
 
 

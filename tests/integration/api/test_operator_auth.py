@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import httpx
@@ -11,6 +12,7 @@ from operator_api_support import ServerThread, eventually
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from live.profiles import PROFILES, canonical_json
 from live.settings import Settings
 
 ENDPOINTS = [
@@ -25,6 +27,8 @@ ENDPOINTS = [
     ("POST", "/trading/reduce", None),
     ("POST", "/trading/flatten", {"confirm": True}),
     ("POST", "/profile", {"profile": "conservative"}),
+    ("GET", "/profiles", None),
+    ("PUT", "/profiles/cautious", json.loads(canonical_json(PROFILES["conservative"]))),
     ("GET", "/docs", None),
     ("GET", "/openapi.json", None),
 ]
@@ -49,6 +53,7 @@ async def test_every_endpoint_refuses_a_missing_or_wrong_token(
             assert response.headers["www-authenticate"] == "Bearer"
             assert response.json() == {"detail": "missing or invalid bearer token"}
     assert pg.execute("SELECT count(*) FROM control_actions").fetchone() == (0,)
+    assert pg.execute("SELECT count(*) FROM profile_versions").fetchone() == (0,)
 
 
 async def test_the_token_in_the_query_string_does_not_open_http_endpoints(
@@ -64,9 +69,8 @@ async def test_docs_and_openapi_document_every_endpoint_with_the_token(client: h
 
     assert docs.status_code == 200
     assert "swagger" in docs.text.lower()
-    assert {path for _, path, _ in ENDPOINTS if path not in ("/docs", "/openapi.json")} <= schema[
-        "paths"
-    ].keys()
+    documented = {path.replace("/cautious", "/{name}") for _, path, _ in ENDPOINTS}
+    assert documented - {"/docs", "/openapi.json"} <= schema["paths"].keys()
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert "examples" in schema["components"]["schemas"]["Trade"]
 

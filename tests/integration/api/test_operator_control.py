@@ -13,10 +13,20 @@ import redis
 from operator_api_support import EngineStandIn, ServerThread
 
 from api import cli_operator
+from live.profiles import PROFILES
 from live.stores import redis_keys
 
 # `strategy` (issue 11): the strategy traded, null before an engine first started.
-STATUS_FIELDS = {"status", "since", "reason", "actor", "profile", "strategy", "engine_acknowledged"}
+STATUS_FIELDS = {
+    "status",
+    "since",
+    "reason",
+    "actor",
+    "profile",
+    "profile_hash",
+    "strategy",
+    "engine_acknowledged",
+}
 
 
 def _actions(pg: psycopg.Connection) -> list[tuple[str, str, str, str]]:
@@ -199,7 +209,19 @@ async def test_a_profile_switch_is_recorded_stored_and_sent(
     assert response.status_code == 200
     assert response.json() == {"profile": "conservative", "engine_acknowledged": True}
     assert rds.get(redis_keys.PROFILE) == b"conservative"
-    assert _actions(pg) == [("profile", "api", "", "conservative")]
+    conservative = PROFILES["conservative"]
+    assert rds.get(redis_keys.PROFILE_HASH) == conservative.content_hash.encode()
+    assert _actions(pg) == [
+        (
+            "profile",
+            "api",
+            "",
+            json.dumps(
+                {"content_hash": conservative.content_hash, "name": "conservative", "version": 1},
+                separators=(",", ":"),
+            ),
+        )
+    ]
     assert [(c["command"], c["value"]) for c in engine.commands] == [("profile", "conservative")]
     assert (await client.get("/trading/status")).json()["profile"] == "conservative"
 

@@ -136,7 +136,8 @@ async def test_a_profile_switch_is_applied_by_the_engine_and_recorded(
     assert response.status_code == 200
     assert response.json() == {"profile": "conservative", "engine_acknowledged": True}
     assert (await client.get("/trading/status")).json()["profile"] == "conservative"
-    assert ("profile", "conservative") in pg.execute("SELECT action, value FROM control_actions").fetchall()
+    switches = pg.execute("SELECT value FROM control_actions WHERE action = 'profile'").fetchall()
+    assert [json.loads(value)["name"] for (value,) in switches] == ["conservative"]
 
 
 def _profiles_applied_by_the_engine(engine: Service) -> list[str]:
@@ -166,7 +167,8 @@ async def test_concurrent_profile_switches_are_each_recorded_once_in_the_order_t
     ]
     assert all(r.json()["engine_acknowledged"] for r in responses)
     recorded = [
-        row[0] for row in pg.execute("SELECT value FROM control_actions WHERE action = 'profile' ORDER BY id")
+        json.loads(row[0])["name"]
+        for row in pg.execute("SELECT value FROM control_actions WHERE action = 'profile' ORDER BY id")
     ]
     repeats = [n for n in range(1, len(recorded)) if recorded[n] == recorded[n - 1]]
     assert repeats == [], f"{len(repeats)} of {len(recorded)} records repeat the one before: {recorded}"

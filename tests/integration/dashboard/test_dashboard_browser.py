@@ -6,6 +6,7 @@ One service and one browser for the module; each test has its own browser contex
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ from websockets.sync.client import connect
 
 from api.browser_session import SESSION_COOKIE
 from api.dashboard.rolling_ic import WINDOW_BARS
+from live.profiles import PROFILES, canonical_json
 from live.service.publisher import MAX_PENDING
 from tests.support import Service, eventually, free_port
 
@@ -409,3 +411,29 @@ def test_the_rolling_ic_is_the_flows_definition_over_the_latest_bars(desk: Desk)
         assert got[signal_type][1] == periods, signal_type
         assert got[signal_type][0] == pytest.approx(mean, abs=1e-9), signal_type
     assert body["window_bars"] == WINDOW_BARS
+
+
+def test_a_stored_custom_profile_is_offered_by_the_profile_switch_and_applied_from_the_page(
+    visit: Visit, desk: Desk
+) -> None:
+    # The aggressive built-in's content under a name of its own: the engine trades on as before.
+    body = json.loads(canonical_json(PROFILES["aggressive"]))
+    saved = httpx.put(
+        f"http://127.0.0.1:{desk.api_port}/profiles/desk-custom",
+        json=body,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )
+    assert saved.status_code in (200, 201), saved.text
+    page = signed_in(visit, desk)
+    before = len(desk.control_actions())
+
+    expect(page.locator("#profile-select option[value=desk-custom]")).to_have_count(1)
+    page.select_option("#profile-select", "desk-custom")
+    page.click("#profile-apply")
+    expect(page.locator("#profile")).to_have_text("desk-custom")
+
+    status = desk.api_get("/trading/status").json()
+    assert (status["profile"], status["profile_hash"]) == ("desk-custom", saved.json()["content_hash"])
+    assert desk.operator_actions_since(before) == [("profile", f"dashboard:{OPERATOR}")]
+    visit.assert_only_this_host_and_no_errors()

@@ -278,7 +278,10 @@ async def test_the_last_halt_resume_or_reduce_is_the_recorded_trading_state(
     )
     assert record.fetch(conn, record.decisions.recorded_trading_state()) == halted
     assert await record.fetch_async(aconn, record.decisions.recorded_trading_state()) == halted
-    assert await record.fetch_async(aconn, record.decisions.recorded_profile()) == "conservative"
+    # A switch recorded before profiles had versions names a built-in bare; it still reads.
+    assert await record.fetch_async(aconn, record.decisions.recorded_profile()) == (
+        record.decisions.RecordedProfile(name="conservative")
+    )
     reduce = ControlAction(timestamp=T0 + 3 * MINUTE, action="reduce", actor="risk", reason="drawdown")
     record.execute(conn, record.decisions.insert_control_action(reduce))
     recorded = record.fetch(conn, record.decisions.recorded_trading_state())
