@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from live.domain import iso_utc, require_utc
-from live.stores.record.alerts import ControlActionRow, FillEvent, RejectionEvent, RiskEventRow
+from live.stores.record.alerts import RejectionEvent
+from live.stores.record.book import FillRow
+from live.stores.record.decisions import RecordedControlAction
+from live.stores.record.events import RecordedRiskEvent
 
 FILL = "fill"
 REJECTION = "rejection"
@@ -85,7 +88,7 @@ class AlertMessage:
         return [event.key for event in self.events]
 
 
-def fill_event(row: FillEvent) -> AlertEvent:
+def fill_event(row: FillRow) -> AlertEvent:
     return AlertEvent(
         kind=FILL,
         event_id=row.id,
@@ -107,7 +110,7 @@ def rejection_event(row: RejectionEvent) -> AlertEvent:
     )
 
 
-def risk_event(row: RiskEventRow) -> AlertEvent:
+def risk_event(row: RecordedRiskEvent) -> AlertEvent:
     kind = BREAKER_TRIP if row.halts_trading else RISK_EVENT
     what = "Circuit breaker tripped, trading halted" if row.halts_trading else "Risk event"
     symbol = f" {row.symbol}" if row.symbol else ""
@@ -120,7 +123,7 @@ def risk_event(row: RiskEventRow) -> AlertEvent:
     )
 
 
-def trading_state_event(row: ControlActionRow) -> AlertEvent:
+def trading_state_event(row: RecordedControlAction) -> AlertEvent:
     halted = row.action == HALT
     return AlertEvent(
         kind=HALT if halted else RESUME,

@@ -8,7 +8,9 @@ from live.alerts import events
 from live.alerts.channels import channel_name
 from live.alerts.events import AlertEvent, compose, message_of, retry_delay
 from live.alerts.watchdog import DeadMansSwitch
-from live.stores.record.alerts import ControlActionRow, RejectionEvent, RiskEventRow
+from live.stores.record.alerts import RejectionEvent
+from live.stores.record.decisions import RecordedControlAction
+from live.stores.record.events import RecordedRiskEvent
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
@@ -30,7 +32,15 @@ def _rejection(n: int, reason: str = "PRICE_BAND") -> AlertEvent:
 
 def _halt(row_id: int = 7) -> AlertEvent:
     return events.trading_state_event(
-        ControlActionRow(id=row_id, timestamp=T0, action="halt", actor="watchdog", reason="silent", value="")
+        RecordedControlAction(
+            id=row_id,
+            timestamp=T0,
+            action="halt",
+            actor="watchdog",
+            reason="silent",
+            value="",
+            origin="watchdog",
+        )
     )
 
 
@@ -71,7 +81,7 @@ def test_the_message_id_depends_on_its_events_only_so_it_is_the_same_after_a_res
 
 
 def test_a_risk_event_that_halts_trading_is_a_breaker_trip_and_urgent() -> None:
-    row = RiskEventRow(
+    row = RecordedRiskEvent(
         id=3, timestamp=T0, code="MAX_DRAWDOWN", detail="10% down", symbol=None, halts_trading=True
     )
     tripped = events.risk_event(row)

@@ -13,6 +13,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
 
+from live.stores.record.book import FILL_COLUMNS, FillRow
+from live.stores.record.decisions import CONTROL_ACTION_COLUMNS, RecordedControlAction
+from live.stores.record.events import RecordedRiskEvent
 from live.stores.record.statements import Batch, Query, Row, column_list, insert_sql, rows_of
 
 ID_OVERLAP = 50
@@ -33,18 +36,6 @@ DEAD_LETTER_COLUMNS = (
 CURSOR_COLUMNS = ("kind", "position", "floor", "updated_at")
 
 
-class FillEvent(NamedTuple):
-    id: str
-    timestamp: datetime
-    symbol: str
-    side: str
-    quantity: Decimal
-    price: Decimal
-    fee: Decimal
-    signal_type: str
-    realized_pnl: Decimal
-
-
 class RejectionEvent(NamedTuple):
     id: str
     recorded_at: datetime  # orders.updated_at: when the engine recorded the rejection
@@ -56,32 +47,14 @@ class RejectionEvent(NamedTuple):
     reason: str
 
 
-class RiskEventRow(NamedTuple):
-    id: int
-    timestamp: datetime
-    code: str
-    detail: str
-    symbol: str | None
-    halts_trading: bool
-
-
-class ControlActionRow(NamedTuple):
-    id: int
-    timestamp: datetime
-    action: str
-    actor: str
-    reason: str
-    value: str
-
-
-def fills_after(*, timestamp: datetime | None, fill_id: str) -> Query[list[FillEvent]]:
+def fills_after(*, timestamp: datetime | None, fill_id: str) -> Query[list[FillRow]]:
     """Fills after the (time, id) cursor, oldest first; None: from the first."""
     return Query(
-        sql=f"SELECT {column_list(FillEvent._fields)} FROM fills"
+        sql=f"SELECT {column_list(FILL_COLUMNS)} FROM fills"
         " WHERE %(ts)s::timestamptz IS NULL OR (timestamp, id) > (%(ts)s, %(id)s)"
         " ORDER BY timestamp, id LIMIT %(limit)s",
         params={"ts": timestamp, "id": fill_id, "limit": READ_LIMIT},
-        decode=rows_of(FillEvent._make),
+        decode=rows_of(FillRow._make),
     )
 
 
@@ -97,24 +70,24 @@ def rejections_after(*, recorded_at: datetime | None, order_id: str) -> Query[li
     )
 
 
-def risk_events_after(*, after_id: int, floor: int) -> Query[list[RiskEventRow]]:
+def risk_events_after(*, after_id: int, floor: int) -> Query[list[RecordedRiskEvent]]:
     """Risk events from `ID_OVERLAP` rows before the cursor on (never before `floor`), oldest first."""
     return Query(
-        sql=f"SELECT {column_list(RiskEventRow._fields)} FROM risk_events"
+        sql=f"SELECT {column_list(RecordedRiskEvent._fields)} FROM risk_events"
         " WHERE id > GREATEST(%(after)s - %(overlap)s, %(floor)s) ORDER BY id LIMIT %(limit)s",
         params={"after": after_id, "overlap": ID_OVERLAP, "floor": floor, "limit": READ_LIMIT},
-        decode=rows_of(RiskEventRow._make),
+        decode=rows_of(RecordedRiskEvent._make),
     )
 
 
-def trading_state_actions_after(*, after_id: int, floor: int) -> Query[list[ControlActionRow]]:
+def trading_state_actions_after(*, after_id: int, floor: int) -> Query[list[RecordedControlAction]]:
     """Halts and resumes from `ID_OVERLAP` rows before the cursor on (never before `floor`), oldest first."""
     return Query(
-        sql=f"SELECT {column_list(ControlActionRow._fields)} FROM control_actions"
+        sql=f"SELECT {column_list(CONTROL_ACTION_COLUMNS)} FROM control_actions"
         " WHERE action IN ('halt', 'resume') AND id > GREATEST(%(after)s - %(overlap)s, %(floor)s)"
         " ORDER BY id LIMIT %(limit)s",
         params={"after": after_id, "overlap": ID_OVERLAP, "floor": floor, "limit": READ_LIMIT},
-        decode=rows_of(ControlActionRow._make),
+        decode=rows_of(RecordedControlAction._make),
     )
 
 

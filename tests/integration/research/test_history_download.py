@@ -85,6 +85,24 @@ def _download(home: Path, venue: FakeBinance, *args: str) -> subprocess.Complete
     )
 
 
+def _download_range(
+    home: Path, venue: FakeBinance, since: datetime, until: datetime, out: Path
+) -> subprocess.CompletedProcess[str]:
+    """Every symbol of the fake venue, `since` to `until`, into `out`."""
+    return _download(
+        home,
+        venue,
+        "--symbols",
+        ",".join(SYMBOLS),
+        "--since",
+        _iso(since),
+        "--until",
+        _iso(until),
+        "--out",
+        str(out),
+    )
+
+
 def _file(path: Path) -> pl.DataFrame:
     frame = pl.read_parquet(path)
     return frame.with_columns(pl.col("volume").round(6)).sort("timestamp", "symbol")
@@ -103,18 +121,7 @@ def test_429s_are_waited_out_and_nothing_is_lost(
     venue.answer_next(429, count=2, retry_after=1)
     venue.answer_next(503, count=1)
 
-    done = _download(
-        tmp_path / "home",
-        venue,
-        "--symbols",
-        ",".join(SYMBOLS),
-        "--since",
-        _iso(start),
-        "--until",
-        _iso(until),
-        "--out",
-        str(out),
-    )
+    done = _download_range(tmp_path / "home", venue, start, until, out)
 
     assert done.returncode == 0, done.stderr
     assert venue.misbehaviour_left() == 0
@@ -132,51 +139,16 @@ def test_a_rerun_asks_the_venue_only_for_what_the_file_lacks(
     noon = start + timedelta(hours=12)
     evening = start + timedelta(hours=30)
     out = tmp_path / "history.parquet"
-    symbols = ",".join(SYMBOLS)
-
-    first = _download(
-        tmp_path / "home",
-        venue,
-        "--symbols",
-        symbols,
-        "--since",
-        _iso(start),
-        "--until",
-        _iso(noon),
-        "--out",
-        str(out),
-    )
+    first = _download_range(tmp_path / "home", venue, start, noon, out)
     assert first.returncode == 0, first.stderr
     asked_first = len(venue.kline_requests)
     assert asked_first >= 2
 
-    again = _download(
-        tmp_path / "home",
-        venue,
-        "--symbols",
-        symbols,
-        "--since",
-        _iso(start),
-        "--until",
-        _iso(noon),
-        "--out",
-        str(out),
-    )
+    again = _download_range(tmp_path / "home", venue, start, noon, out)
     assert again.returncode == 0, again.stderr
     assert len(venue.kline_requests) == asked_first  # nothing missing: nothing asked
 
-    longer = _download(
-        tmp_path / "home",
-        venue,
-        "--symbols",
-        symbols,
-        "--since",
-        _iso(start),
-        "--until",
-        _iso(evening),
-        "--out",
-        str(out),
-    )
+    longer = _download_range(tmp_path / "home", venue, start, evening, out)
     assert longer.returncode == 0, longer.stderr
     later = venue.kline_requests[asked_first:]
     assert later
@@ -190,18 +162,7 @@ def test_a_downloaded_history_replays_and_backtests(
     start = sim_bars["timestamp"][0]
     until = start + timedelta(days=1)
     out = tmp_path / "history.parquet"
-    done = _download(
-        tmp_path / "home",
-        venue,
-        "--symbols",
-        ",".join(SYMBOLS),
-        "--since",
-        _iso(start),
-        "--until",
-        _iso(until),
-        "--out",
-        str(out),
-    )
+    done = _download_range(tmp_path / "home", venue, start, until, out)
     assert done.returncode == 0, done.stderr
     rows = pl.read_parquet(out).height
     assert len(ReplayFeed.from_path(out)) == rows
