@@ -181,6 +181,7 @@ class TradingControl:
         self._default_profile = default_profile
         self._audit_key = audit_key
         self._halt_script = stores.redis.register_script(_HALT_SCRIPT)
+        self._profile_switches = asyncio.Lock()
 
     @property
     def default_profile(self) -> str:
@@ -582,8 +583,12 @@ class TradingControl:
 
     @asynccontextmanager
     async def _profile_turn(self) -> AsyncIterator[psycopg.AsyncConnection]:
-        """A connection holding the profile lock; released on exit (and by PostgreSQL if the connection dies)."""
-        async with self._stores.postgres() as conn:
+        """A connection holding the profile lock; released on exit (and by PostgreSQL if the connection dies).
+
+        Switches in this process queue on an asyncio lock before they take a connection: waiting on the advisory
+        lock instead, a burst of them held every pooled connection, and the rest gave up on the pool's checkout
+        timeout (2 s) with a 503. The advisory lock still orders switches across API processes."""
+        async with self._profile_switches, self._stores.postgres() as conn:
             await record.execute_async(conn, record.decisions.take_profile_lock())
             try:
                 yield conn
